@@ -1,0 +1,116 @@
+"""Feed-forward networks of the critic, value, multipliers and IQL's Gaussian actor.
+
+The twin critic is one module with stacked weights (an "ensemble linear"), so
+both heads run as one batched matmul per layer instead of two separate MLPs:
+half the kernel launches on a GPU, same maths as two independent networks.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from torch import nn
+
+
+class EnsembleLinear(nn.Module):
+    """`num_members` independent linear layers evaluated with one batched matmul."""
+
+    def __init__(self, num_members: int, in_features: int, out_features: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(num_members, in_features, out_features))
+        self.bias = nn.Parameter(torch.empty(num_members, 1, out_features))
+        # Same initialisation as nn.Linear, member by member.
+        bound = 1.0 / math.sqrt(in_features)
+        nn.init.uniform_(self.weight, -bound, bound)
+        nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: [members, batch, in] -> [members, batch, out]
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, activation=nn.ReLU) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    last = in_dim
+    for h in hidden:
+        layers += [nn.Linear(last, h), activation()]
+        last = h
+    layers.append(nn.Linear(last, out_dim))
+    return nn.Sequential(*layers)
+
+
+class TwinQ(nn.Module):
+    """Two independent Q heads on concat(s, a) (IQL / IDQL critic, MLP 256-256 ReLU)."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (256, 256), num_heads: int = 2):
+        super().__init__()
+        self.num_heads = num_heads
+        dims = [obs_dim + act_dim, *hidden]
+        self.hidden_layers = nn.ModuleList(
+            EnsembleLinear(num_heads, i, o) for i, o in zip(dims[:-1], dims[1:])
+        )
+        self.head = EnsembleLinear(num_heads, dims[-1], 1)
+
+    def all_heads(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        """Q of every head: [heads, batch]."""
+        x = torch.cat([obs, act], dim=-1).unsqueeze(0).expand(self.num_heads, -1, -1)
+        for layer in self.hidden_layers:
+            x = torch.relu(layer(x))
+        return self.head(x).squeeze(-1)
+
+    def forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        """min over heads: the pessimistic estimate every consumer uses."""
+        return self.all_heads(obs, act).min(dim=0).values
+
+
+class ValueNet(nn.Module):
+    def __init__(self, obs_dim: int, hidden: Sequence[int] = (256, 256)):
+        super().__init__()
+        self.net = mlp(obs_dim, hidden, 1)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(obs).squeeze(-1)
+
+
+class MultiplierNet(nn.Module):
+    """A Lagrange multiplier α(s) or β(s) of AlignIQL-hard (Lemma 4.3).
+
+    The input LayerNorm keeps the scale of the exponent exp(-α-βQ-1) under
+    control when observation scales differ by orders of magnitude.
+    """
+
+    def __init__(self, obs_dim: int, hidden: Sequence[int] = (256, 256)):
+        super().__init__()
+        self.norm = nn.LayerNorm(obs_dim)
+        self.net = mlp(obs_dim, hidden, 1)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(self.norm(obs)).squeeze(-1)
+
+
+class GaussianActor(nn.Module):
+    """IQL's explicit actor: tanh-squashed mean, state-independent log-std.
+
+    Trained by advantage-weighted regression (AlignIQL Eq. 3); it exists so the
+    platform can run the plain IQL baseline the papers compare against.
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (256, 256),
+                 log_std_min: float = -5.0, log_std_max: float = 2.0):
+        super().__init__()
+        self.mean_net = mlp(obs_dim, hidden, act_dim)
+        self.log_std = nn.Parameter(torch.zeros(act_dim))
+        self.log_std_min, self.log_std_max = log_std_min, log_std_max
+
+    def distribution(self, obs: torch.Tensor) -> torch.distributions.Normal:
+        mean = torch.tanh(self.mean_net(obs))
+        std = self.log_std.clamp(self.log_std_min, self.log_std_max).exp()
+        return torch.distributions.Normal(mean, std)
+
+    def log_prob(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        return self.distribution(obs).log_prob(act).sum(-1)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """Deterministic action (the mean), as IQL evaluates."""
+        return torch.tanh(self.mean_net(obs))

@@ -1,0 +1,66 @@
+"""Acting policies built from trained networks: what actors and the evaluator run.
+
+They hold modules but no optimiser, so the learner can hand a policy to an
+evaluator (or publish its weights to actors) without exposing training state.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from networks import extraction
+from networks.diffusion import DiffusionBehavior
+from networks.mlp import GaussianActor, MultiplierNet, TwinQ, ValueNet
+
+
+@dataclass(frozen=True)
+class ExtractionSpec:
+    """How to turn N candidates into one action."""
+    weighting: str = "align"       # one of extraction.WEIGHTINGS
+    mode: str = "argmax"           # "implicit" or "argmax"
+    num_candidates: int = 16       # N
+    eta: float = 1.0               # AlignIQL η (≠ 0)
+    tau: float = 0.7               # IDQL expectile / quantile τ
+    exp_alpha: float = 1.0         # IDQL exponential α
+
+
+class CandidatePolicy:
+    """Sample N actions per state from μ, weight them with (Q, V), pick one."""
+
+    def __init__(self, behavior: DiffusionBehavior, critic: TwinQ, value: ValueNet, spec: ExtractionSpec,
+                 alpha_net: MultiplierNet | None = None, beta_net: MultiplierNet | None = None):
+        self.behavior, self.critic, self.value = behavior, critic, value
+        self.alpha_net, self.beta_net = alpha_net, beta_net
+        self.spec = spec
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, generator: torch.Generator | None = None):
+        """Actions [B, act] and per-state stats {"q": E_π[Q], "v": V, "gap": E_π[Q] − V}."""
+        s = self.spec
+        b = obs.shape[0]
+        cand = self.behavior.sample(obs, s.num_candidates, generator)          # [B, N, act]
+        rows = obs.repeat_interleave(s.num_candidates, dim=0)
+        q = self.critic(rows, cand.reshape(b * s.num_candidates, -1)).view(b, s.num_candidates)
+        v = self.value(obs)
+        alpha_s = self.alpha_net(obs) if self.alpha_net is not None else None
+        beta_s = self.beta_net(obs) if self.beta_net is not None else None
+        logw = extraction.log_weights(s.weighting, q, v, eta=s.eta, tau=s.tau, exp_alpha=s.exp_alpha,
+                                      alpha_s=alpha_s, beta_s=beta_s)
+        idx = extraction.select(logw, q, s.mode, generator)
+        actions = cand[torch.arange(b, device=obs.device), idx]
+        eq = extraction.expected_q(logw, q, s.mode)
+        return actions, {"q": eq, "v": v, "gap": eq - v}
+
+
+class GaussianPolicy:
+    """IQL baseline: the Gaussian actor's mean."""
+
+    def __init__(self, actor: GaussianActor, critic: TwinQ, value: ValueNet):
+        self.actor, self.critic, self.value = actor, critic, value
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, generator: torch.Generator | None = None):
+        actions = self.actor(obs)
+        q, v = self.critic(obs, actions), self.value(obs)
+        return actions, {"q": q, "v": v, "gap": q - v}
