@@ -1,0 +1,87 @@
+"""Every configuration field of the platform, with the papers' defaults.
+
+Config files (configs/*.py) start from `get_config()` here and override what
+differs; every field can also be overridden on the command line as
+`--config.field=value`. Paper sizes are GPU work (ALGORITHM.md: 1.5M critic and
+3M diffusion steps); `quickstart.py` is the CPU-sized default.
+"""
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.name = "base"
+    c.seed = 0
+    c.device = "auto"                     # "auto" (CUDA when present), "cpu", "cuda", "cuda:1"
+    c.workdir = "runs"                    # run directory: runs/<name>-<dataset>-s<seed>
+    c.num_threads = 0                     # torch CPU threads; 0 = torch's default
+
+    # ---- data ----
+    c.dataset = "local/hopper/medium-v0"  # Minari dataset id, or a path to a legacy D4RL .hdf5 file
+    c.env_id = ""                         # environment for an .hdf5 file that does not name one
+    c.reward_scale = "auto"              # "auto": per domain as in the papers; "none": raw rewards
+
+    # ---- algorithm ----
+    c.algorithm = "aligniql"              # aligniql | aligniql_hard | idql | iql
+    c.critic_loss = "expectile"           # expectile | quantile | exponential (IDQL section 4.1)
+    c.tau = 0.7                           # expectile / quantile τ (0.7 locomotion, 0.9 AntMaze)
+    c.exp_alpha = 1.0                     # exponential-loss temperature α
+    c.eta = -1.0                          # AlignIQL η ≠ 0 (Table 3: -1 locomotion, 1 AntMaze / Adroit)
+    c.discount = 0.99
+
+    # ---- critic and value ----
+    c.critic_hidden = (256, 256)
+    c.critic_lr = 3e-4
+    c.value_lr = 3e-4
+    c.target_ema = 0.005
+    c.critic_batch_size = 512             # AlignIQL: 512 for both; IDQL paper: critic 256, actor 1024
+    c.actor_batch_size = 512
+    c.num_critic_steps = 1_500_000
+    c.num_actor_steps = 3_000_000
+
+    # ---- diffusion behaviour model μ (IDQL appendix E / G) ----
+    c.diffusion = ml_collections.ConfigDict()
+    c.diffusion.num_steps = 5             # T
+    c.diffusion.width = 256
+    c.diffusion.inner = 1024
+    c.diffusion.num_blocks = 3
+    c.diffusion.dropout = 0.1
+    c.diffusion.time_dim = 64
+    c.diffusion.lr = 3e-4
+    c.diffusion.weight_decay = 1e-4       # AdamW, as optax.adamw's default in the reference code
+    c.diffusion.cosine_decay = True
+    c.diffusion.ema = 0.001
+
+    # ---- AlignIQL-hard multipliers α(s), β(s) ----
+    c.multipliers = ml_collections.ConfigDict()
+    c.multipliers.hidden = (256, 256)
+    c.multipliers.lr = 3e-5
+    c.multipliers.grad_clip = 1.0
+
+    # ---- IQL baseline (Gaussian actor + AWR) ----
+    c.iql = ml_collections.ConfigDict()
+    c.iql.hidden = (256, 256)
+    c.iql.actor_lr = 3e-4
+    c.iql.temperature = 3.0               # β of exp(β·A): 3 locomotion, 10 AntMaze (IQL paper)
+    c.iql.max_weight = 100.0
+
+    # ---- evaluation ----
+    c.eval = ml_collections.ConfigDict()
+    c.eval.interval = 250_000             # learner steps between evaluations
+    c.eval.episodes = 50
+    c.eval.modes = ("argmax",)            # any of "argmax", "implicit"
+    c.eval.num_candidates = (16, 64, 256) # N values to evaluate
+    c.eval.weighting = ""                 # "" = the algorithm's own; or align | align_hard | expectile |
+                                          #   quantile | exponential | greedy
+    c.eval.max_episode_steps = 0          # 0 = the environment's own time limit
+    c.eval.seed_offset = 100_000          # evaluation environments never share seeds with training
+
+    # ---- logging and checkpoints ----
+    c.log_interval = 1000
+    c.checkpoint_interval = 50_000
+    c.wandb = ml_collections.ConfigDict()
+    c.wandb.project = "aligniql-platform"
+    c.wandb.entity = ""
+    c.wandb.mode = "auto"                 # auto: online when an API key is configured, else offline
+    c.stop_after_steps = 0                # >0: stop (with a checkpoint) after this many steps, as an interruption would
+    return c

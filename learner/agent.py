@@ -1,0 +1,207 @@
+"""The learner of the AlignIQL / IDQL family, and the IQL + AWR baseline.
+
+Readable top to bottom: networks, then one update per role, each next to the
+equation it implements. Per step, on the same batch (ALGORITHM.md, as in the
+reference code): behaviour model (or Gaussian actor), then V, then Q and its
+EMA target, then the AlignIQL-hard multipliers.
+
+The learner never builds an environment; it hands out acting policies
+(`acting_policy`) that actors and the evaluator run.
+"""
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+from torch import nn
+
+from learner.losses import multiplier_losses, value_loss
+from networks.diffusion import DiffusionBehavior
+from networks.mlp import GaussianActor, MultiplierNet, TwinQ, ValueNet
+from networks.policy import CandidatePolicy, ExtractionSpec, GaussianPolicy
+
+ALGORITHMS = ("aligniql", "aligniql_hard", "idql", "iql")
+
+
+def natural_weighting(cfg) -> str:
+    """The candidate weighting an algorithm's paper pairs it with."""
+    return {"aligniql": "align", "aligniql_hard": "align_hard", "idql": cfg.critic_loss}.get(cfg.algorithm, "greedy")
+
+
+def cosine_decay(total_steps: int):
+    """Multiplier for LambdaLR: cosine from 1 to 0 over `total_steps` (IDQL appendix E)."""
+    def factor(step: int) -> float:
+        return 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / max(1, total_steps)))
+    return factor
+
+
+def ema_update(target: nn.Module, source: nn.Module, rate: float) -> None:
+    """target ← (1 − rate)·target + rate·source, parameters only (IDQL Algorithm 1)."""
+    with torch.no_grad():
+        torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), rate)
+
+
+class Learner:
+    def __init__(self, cfg, obs_dim: int, act_dim: int, device: torch.device):
+        self.cfg, self.device = cfg, device
+        self.algorithm = cfg.algorithm
+        # --- critic Q (two heads, min) with EMA target, and value V ---
+        self.critic = TwinQ(obs_dim, act_dim, cfg.critic_hidden).to(device)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.value = ValueNet(obs_dim, cfg.critic_hidden).to(device)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
+        self.value_opt = torch.optim.Adam(self.value.parameters(), lr=cfg.value_lr)
+        self.modules: dict[str, nn.Module] = {"critic": self.critic, "critic_target": self.critic_target,
+                                              "value": self.value}
+        self.optimizers = {"critic": self.critic_opt, "value": self.value_opt}
+        self.schedulers: dict[str, torch.optim.lr_scheduler.LRScheduler] = {}
+
+        if self.algorithm == "iql":
+            # --- explicit Gaussian actor trained by AWR (IQL baseline) ---
+            self.actor = GaussianActor(obs_dim, act_dim, cfg.iql.hidden).to(device)
+            self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.iql.actor_lr)
+            self.modules["actor"] = self.actor
+            self.optimizers["actor"] = self.actor_opt
+            self.schedulers["actor"] = torch.optim.lr_scheduler.LambdaLR(
+                self.actor_opt, cosine_decay(cfg.num_actor_steps))
+        else:
+            # --- diffusion behaviour model μ and its EMA copy (the one that samples) ---
+            d = cfg.diffusion
+            self.behavior = DiffusionBehavior(obs_dim, act_dim, num_steps=d.num_steps, width=d.width,
+                                              inner=d.inner, num_blocks=d.num_blocks, dropout=d.dropout,
+                                              time_dim=d.time_dim).to(device)
+            self.behavior_ema = copy.deepcopy(self.behavior).requires_grad_(False).eval()
+            self.behavior_opt = torch.optim.AdamW(self.behavior.parameters(), lr=d.lr, weight_decay=d.weight_decay)
+            self.modules.update(behavior=self.behavior, behavior_ema=self.behavior_ema)
+            self.optimizers["behavior"] = self.behavior_opt
+            self.schedulers["behavior"] = torch.optim.lr_scheduler.LambdaLR(
+                self.behavior_opt, cosine_decay(cfg.num_actor_steps) if d.cosine_decay else (lambda _: 1.0))
+        if self.algorithm == "aligniql_hard":
+            # --- Lagrange multiplier networks α(s), β(s) (AlignIQL Lemma 4.3) ---
+            m = cfg.multipliers
+            self.alpha_net = MultiplierNet(obs_dim, m.hidden).to(device)
+            self.beta_net = MultiplierNet(obs_dim, m.hidden).to(device)
+            self.multiplier_opt = torch.optim.Adam(
+                [*self.alpha_net.parameters(), *self.beta_net.parameters()], lr=m.lr)
+            self.modules.update(alpha=self.alpha_net, beta=self.beta_net)
+            self.optimizers["multipliers"] = self.multiplier_opt
+
+        self.critic_steps = 0
+        self.actor_steps = 0
+
+    # ------------------------------------------------------------------ updates
+    def update_value_and_critic(self, obs, act, reward, next_obs, mask) -> dict[str, torch.Tensor]:
+        cfg = self.cfg
+        # V: generalised IQL value loss on the *target* critic's min-Q of dataset actions
+        # (AlignIQL Eq. 1 / IDQL Eq. 6).
+        with torch.no_grad():
+            q_target = self.critic_target(obs, act)
+        v = self.value(obs)
+        v_loss = value_loss(cfg.critic_loss, q_target - v, cfg.tau, cfg.exp_alpha)
+        self.value_opt.zero_grad(set_to_none=True)
+        v_loss.backward()
+        self.value_opt.step()
+
+        # Q: MSE to r + γ·mask·V(s') with the freshly updated V, no target V (AlignIQL Eq. 2).
+        with torch.no_grad():
+            td_target = reward + cfg.discount * mask * self.value(next_obs)
+        qs = self.critic.all_heads(obs, act)                      # [heads, B]
+        q_loss = (qs - td_target).square().mean(dim=1).sum()
+        self.critic_opt.zero_grad(set_to_none=True)
+        q_loss.backward()
+        self.critic_opt.step()
+        ema_update(self.critic_target, self.critic, cfg.target_ema)
+        self.critic_steps += 1
+        return {"loss/value": v_loss.detach(), "loss/critic": q_loss.detach(),
+                "stats/v_mean": v.detach().mean(), "stats/q_mean": qs.detach().min(0).values.mean(),
+                "stats/adv_mean": (q_target - v.detach()).mean()}
+
+    def update_behavior(self, obs, act) -> dict[str, torch.Tensor]:
+        """One denoising step on μ (IDQL Eq. 4), then its EMA copy (rate 0.001)."""
+        loss = self.behavior.loss(obs, act)
+        self.behavior_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.behavior_opt.step()
+        self.schedulers["behavior"].step()
+        ema_update(self.behavior_ema, self.behavior, self.cfg.diffusion.ema)
+        self.actor_steps += 1
+        return {"loss/behavior": loss.detach()}
+
+    def update_actor_awr(self, obs, act) -> dict[str, torch.Tensor]:
+        """IQL's advantage-weighted regression (AlignIQL Eq. 3), weights exp(β·A) capped at 100."""
+        with torch.no_grad():
+            adv = self.critic_target(obs, act) - self.value(obs)
+            weight = torch.exp(self.cfg.iql.temperature * adv).clamp(max=self.cfg.iql.max_weight)
+        loss = -(weight * self.actor.log_prob(obs, act)).mean()
+        self.actor_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.actor_opt.step()
+        self.schedulers["actor"].step()
+        self.actor_steps += 1
+        return {"loss/actor": loss.detach(), "stats/awr_weight": weight.mean()}
+
+    def update_multipliers(self, obs, act) -> dict[str, torch.Tensor]:
+        """AlignIQL-hard dual step (Eq. 11); E_{a~μ} estimated with the dataset's actions."""
+        with torch.no_grad():
+            q = self.critic_target(obs, act)
+            v = self.value(obs)
+        alpha_s, beta_s = self.alpha_net(obs), self.beta_net(obs)
+        loss_alpha, loss_beta = multiplier_losses(alpha_s, beta_s, q, v)
+        self.multiplier_opt.zero_grad(set_to_none=True)
+        (loss_alpha + loss_beta).backward()
+        nn.utils.clip_grad_norm_([*self.alpha_net.parameters(), *self.beta_net.parameters()],
+                                 self.cfg.multipliers.grad_clip)
+        self.multiplier_opt.step()
+        return {"loss/multiplier_alpha": loss_alpha.detach(), "loss/multiplier_beta": loss_beta.detach(),
+                "stats/alpha_mean": alpha_s.detach().mean(), "stats/beta_mean": beta_s.detach().mean()}
+
+    def update(self, batch: dict[str, torch.Tensor], train_actor: bool = True,
+               train_critic: bool = True) -> dict[str, torch.Tensor]:
+        """One learner step on one batch: actor rows are the whole batch, critic rows its first part."""
+        cb = self.cfg.critic_batch_size
+        obs, act = batch["obs"], batch["act"]
+        metrics: dict[str, torch.Tensor] = {}
+        if train_actor:
+            if self.algorithm == "iql":
+                metrics |= self.update_actor_awr(obs[: self.cfg.actor_batch_size], act[: self.cfg.actor_batch_size])
+            else:
+                metrics |= self.update_behavior(obs[: self.cfg.actor_batch_size], act[: self.cfg.actor_batch_size])
+        if train_critic:
+            metrics |= self.update_value_and_critic(obs[:cb], act[:cb], batch["reward"][:cb],
+                                                    batch["next_obs"][:cb], batch["mask"][:cb])
+            if self.algorithm == "aligniql_hard":
+                metrics |= self.update_multipliers(obs[:cb], act[:cb])
+        return metrics
+
+    # ------------------------------------------------------------------ acting
+    def acting_policy(self, weighting: str | None = None, mode: str = "argmax", num_candidates: int = 16):
+        """The policy an evaluator or actor runs (EMA μ, target critic, V, multipliers)."""
+        if self.algorithm == "iql":
+            return GaussianPolicy(self.actor, self.critic_target, self.value)
+        cfg = self.cfg
+        spec = ExtractionSpec(weighting=weighting or natural_weighting(cfg), mode=mode,
+                              num_candidates=num_candidates, eta=cfg.eta, tau=cfg.tau, exp_alpha=cfg.exp_alpha)
+        return CandidatePolicy(self.behavior_ema, self.critic_target, self.value, spec,
+                               getattr(self, "alpha_net", None), getattr(self, "beta_net", None))
+
+    def train(self, mode: bool = True) -> None:
+        for name, module in self.modules.items():
+            # EMA copies never train: no dropout when they sample.
+            module.train(mode and name not in ("behavior_ema", "critic_target"))
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict:
+        return {"modules": {k: m.state_dict() for k, m in self.modules.items()},
+                "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+                "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
+                "critic_steps": self.critic_steps, "actor_steps": self.actor_steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        for k, m in self.modules.items():
+            m.load_state_dict(state["modules"][k])
+        for k, o in self.optimizers.items():
+            o.load_state_dict(state["optimizers"][k])
+        for k, s in self.schedulers.items():
+            s.load_state_dict(state["schedulers"][k])
+        self.critic_steps, self.actor_steps = state["critic_steps"], state["actor_steps"]

@@ -1,0 +1,51 @@
+"""Reject invalid settings at start, naming the field, before any work is done."""
+from __future__ import annotations
+
+from errors import ConfigError
+from learner.agent import ALGORITHMS
+from networks.extraction import MODES, WEIGHTINGS
+
+CRITIC_LOSSES = ("expectile", "quantile", "exponential")
+
+
+def check_config(c) -> None:
+    def bad(field: str, value, why: str):
+        raise ConfigError(f"Invalid setting config.{field}={value!r}: {why}. "
+                          f"Fix it in your config file or with --config.{field}=... on the command line.")
+
+    if c.algorithm not in ALGORITHMS:
+        bad("algorithm", c.algorithm, f"unknown algorithm; choose one of {', '.join(ALGORITHMS)}")
+    if c.critic_loss not in CRITIC_LOSSES:
+        bad("critic_loss", c.critic_loss, f"choose one of {', '.join(CRITIC_LOSSES)}")
+    if not 0.0 < c.tau < 1.0:
+        bad("tau", c.tau, "τ must lie strictly between 0 and 1")
+    if c.eta == 0:
+        bad("eta", c.eta, "AlignIQL needs η ≠ 0 (η > 0: aligned policy, η < 0: AWR-like weights)")
+    if c.exp_alpha <= 0:
+        bad("exp_alpha", c.exp_alpha, "the exponential-loss temperature must be positive")
+    if not 0.0 <= c.discount < 1.0:
+        bad("discount", c.discount, "the discount must lie in [0, 1)")
+    for field in ("critic_batch_size", "actor_batch_size", "log_interval", "checkpoint_interval",
+                  "eval.interval", "eval.episodes", "diffusion.num_steps"):
+        value = c
+        for part in field.split("."):
+            value = value[part]
+        if int(value) < 1:
+            bad(field, value, "must be at least 1")
+    for field in ("num_critic_steps", "num_actor_steps"):
+        if int(c[field]) < 0:
+            bad(field, c[field], "must be non-negative")
+    if len(c.eval.num_candidates) == 0 or any(int(n) < 1 for n in c.eval.num_candidates):
+        bad("eval.num_candidates", c.eval.num_candidates, "every N must be at least 1")
+    for mode in c.eval.modes:
+        if mode not in MODES:
+            bad("eval.modes", c.eval.modes, f"each mode must be one of {', '.join(MODES)}")
+    if c.eval.weighting and c.eval.weighting not in WEIGHTINGS:
+        bad("eval.weighting", c.eval.weighting, f"choose one of {', '.join(WEIGHTINGS)} or leave it empty")
+    if c.eval.weighting == "align_hard" and c.algorithm != "aligniql_hard":
+        bad("eval.weighting", c.eval.weighting, "align_hard weights need the multiplier networks of "
+            "algorithm=aligniql_hard")
+    if c.reward_scale not in ("auto", "none"):
+        bad("reward_scale", c.reward_scale, "choose 'auto' or 'none'")
+    if c.wandb.mode not in ("auto", "online", "offline", "disabled"):
+        bad("wandb.mode", c.wandb.mode, "choose auto, online, offline or disabled")
