@@ -1,0 +1,101 @@
+"""Environments for acting and evaluation, rebuilt from the dataset.
+
+The policy is trained on the dataset's flattened observations, so the env
+must be the one the data came from (the stored gymnasium spec pins kwargs
+and time limit) and must flatten dict observations exactly as the loader
+does (both use ``gymnasium.spaces.flatten`` order). The references never
+seeded their environments; here every env is seeded from the run seed, and
+collection and evaluation are expected to use separate envs (separate calls).
+"""
+
+from __future__ import annotations
+
+from typing import Union
+
+import gymnasium as gym
+from gymnasium.envs.registration import EnvSpec
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
+
+from data.dataset import OfflineDataset, make_raw_env, needs_flattening
+from errors import ConfigError
+
+EnvSource = Union[OfflineDataset, str, EnvSpec]
+
+
+class SeedOnFirstReset(gym.Wrapper):
+    """Seeds the first ``reset()`` even when the caller passes no seed.
+
+    Callers (and vector envs) usually call ``reset()`` without a seed; this
+    makes the first episode, and through the env's RNG all later ones,
+    reproducible without every caller threading the seed through.
+    """
+
+    def __init__(self, env: gym.Env, seed: int):
+        super().__init__(env)
+        self._pending_seed: int | None = int(seed)
+
+    def reset(self, *, seed=None, options=None):
+        if seed is None:
+            seed = self._pending_seed
+        self._pending_seed = None
+        return self.env.reset(seed=seed, options=options)
+
+
+def _resolve(source: EnvSource) -> tuple[str, str | None]:
+    if isinstance(source, OfflineDataset):
+        return source.env_id, source.env_spec_json
+    if isinstance(source, EnvSpec):
+        return source.id, source.to_json()
+    text = str(source).strip()
+    if text.startswith("{"):  # a spec serialised with EnvSpec.to_json
+        from data.dataset import parse_env_spec_json
+
+        return parse_env_spec_json(text).id, text
+    return text, None
+
+
+def make_env(source: EnvSource, seed: int, **make_kwargs) -> gym.Env:
+    """One seeded env with flat observations; terminated/truncated stay separate.
+
+    ``source`` is an ``OfflineDataset`` (preferred: its stored spec is used),
+    a gymnasium id, an ``EnvSpec`` or its JSON. ``make_kwargs`` go to
+    ``gym.make`` (e.g. ``render_mode``).
+    """
+    env_id, spec_json = _resolve(source)
+    env = make_raw_env(env_id, spec_json, **make_kwargs)
+    if needs_flattening(env.observation_space):
+        env = gym.wrappers.FlattenObservation(env)
+    env.action_space.seed(int(seed))
+    env.observation_space.seed(int(seed))
+    return SeedOnFirstReset(env, int(seed))
+
+
+def make_vector_env(
+    source: EnvSource,
+    num_envs: int,
+    seed: int,
+    autoreset_mode: str | AutoresetMode = AutoresetMode.SAME_STEP,
+    **make_kwargs,
+) -> SyncVectorEnv:
+    """``num_envs`` copies seeded ``seed, seed+1, ...``, stepped in one process.
+
+    Same-step autoreset is the default because every step then yields a
+    usable transition: when a sub-env finishes, the returned observation is
+    already the reset one and the true s' is ``info["final_obs"][i]``
+    (with ``terminated``/``truncated`` still separate). The next-step mode
+    instead spends one step per episode on a reset whose action is ignored,
+    which actors would have to skip.
+    """
+    if int(num_envs) < 1:
+        raise ConfigError(f"num_envs must be at least 1, got {num_envs}.")
+    fns = [
+        (lambda i=i: make_env(source, int(seed) + i, **make_kwargs))
+        for i in range(int(num_envs))
+    ]
+    venv = SyncVectorEnv(fns, autoreset_mode=autoreset_mode)
+    venv.action_space.seed(int(seed))
+    venv.observation_space.seed(int(seed))
+    return venv
+
+
+__all__ = ["EnvSource", "SeedOnFirstReset", "make_env", "make_vector_env"]

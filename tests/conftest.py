@@ -1,0 +1,78 @@
+"""Shared pytest fixtures.
+
+Tests must never read or write the user's real Minari store (~/.minari), and
+must not depend on trained behaviour-policy weights being present, so both
+are replaced here.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+
+import numpy as np
+import pytest
+
+
+class StandInPolicy:
+    """Deterministic linear-tanh policy standing in for data/behavior weights.
+
+    Each (env, level) gets different weights, so medium-replay levels differ.
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, key: int):
+        rng = np.random.default_rng(key)
+        self.w = (0.3 * rng.standard_normal((obs_dim, act_dim))).astype(np.float32)
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        return np.tanh(np.asarray(obs, dtype=np.float32) @ self.w).astype(np.float32)
+
+
+_DIMS = {"Hopper-v5": (11, 3), "HalfCheetah-v5": (17, 6)}
+_LEVELS = ("medium", "replay0", "replay1", "replay2", "replay3")
+
+
+def stand_in_loader(env_id: str, level: str) -> StandInPolicy:
+    """Same signature as data.behavior.policy.load_behavior_policy."""
+    obs_dim, act_dim = _DIMS[env_id]
+    return StandInPolicy(obs_dim, act_dim, key=1000 * len(env_id) + _LEVELS.index(level))
+
+
+@contextmanager
+def _env_var(name: str, value: str):
+    old = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = old
+
+
+@pytest.fixture
+def minari_datasets_path(tmp_path, monkeypatch):
+    """A fresh, empty Minari store for one test (MINARI_DATASETS_PATH)."""
+    path = tmp_path / "minari_store"
+    path.mkdir()
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_hopper_dataset(tmp_path_factory):
+    """A small made Hopper-v5 'medium' OfflineDataset (stand-in policy), built once.
+
+    For learner/actor tests that need real-shaped data without the cost of
+    the 100k-transition default dataset.
+    """
+    from data import load_dataset
+    from data.make import make_dataset
+
+    store = tmp_path_factory.mktemp("minari_session_store")
+    with _env_var("MINARI_DATASETS_PATH", str(store)):
+        make_dataset("Hopper-v5", "medium", num_transitions=2000, seed=0,
+                     dataset_id="local/hopper/tiny-medium-v0", ref_episodes=2, num_envs=4,
+                     policy_loader=stand_in_loader, log=None)
+        return load_dataset("local/hopper/tiny-medium-v0")
