@@ -1,0 +1,214 @@
+"""Offline pretraining: Q, V and the diffusion behaviour model μ on a D4RL-style dataset.
+
+    python -m launch.pretrain                                   # CPU-sized default, local Hopper data
+    python -m launch.pretrain --config=configs/locomotion.py --config.dataset=mujoco/hopper/medium-v0
+    python -m launch.pretrain --config=configs/quickstart.py --resume   # continue the same run
+
+Evaluates every `eval.interval` steps for each extraction mode and N, checkpoints
+every `checkpoint_interval` steps and on Ctrl-C / SIGTERM, logs to wandb
+(offline unless an API key is configured) and to <run dir>/metrics.jsonl.
+"""
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+
+from absl import app, flags
+from ml_collections import config_flags
+
+import torch
+
+from errors import TrainingDiverged, UserFacingError
+
+_CONFIG = config_flags.DEFINE_config_file("config", "configs/quickstart.py", "Config file (see configs/).")
+_RESUME = flags.DEFINE_bool("resume", False, "Continue the run in the run directory from its last checkpoint.")
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserFacingError(f"config.device={name!r} but this machine has no CUDA device; use 'auto' or 'cpu'.")
+    return torch.device(name)
+
+
+def run_directory(cfg) -> Path:
+    slug = cfg.dataset.replace("/", "_").replace(".hdf5", "").replace(".h5", "")
+    slug = Path(slug).name
+    return Path(cfg.workdir) / f"{cfg.name}-{cfg.algorithm}-{slug}-s{cfg.seed}"
+
+
+def load_offline_data(cfg):
+    """The dataset, its reward transform and its environment factory, checked against each other."""
+    from actor.envs import make_env
+    from data import ensure_default_dataset, load_dataset
+    from data.rewards import RewardTransform, reward_transform_for
+
+    ensure_default_dataset(cfg.dataset)          # builds a registered local dataset on first use
+    dataset = load_dataset(cfg.dataset, env_id=cfg.env_id or None)   # also checks it against its env
+
+    def env_fn(seed: int):
+        return make_env(dataset, seed=seed)
+
+    transform = reward_transform_for(dataset) if cfg.reward_scale == "auto" else RewardTransform(1.0, 0.0)
+    return dataset, transform, env_fn
+
+
+def evaluate_all(learner, cfg, dataset, env_fn, device, step: int) -> dict[str, float]:
+    """One evaluation per (mode, N): raw return, normalised score and alignment gap."""
+    from actor.evaluator import evaluate
+
+    learner.train(False)
+    out: dict[str, float] = {}
+    has_ref = dataset.ref_min_score is not None and dataset.ref_max_score is not None
+    combos = [("gaussian", 1)] if cfg.algorithm == "iql" else [
+        (mode, int(n)) for mode in cfg.eval.modes for n in cfg.eval.num_candidates]
+    for mode, n in combos:
+        policy = learner.acting_policy(weighting=cfg.eval.weighting or None, mode=mode, num_candidates=n) \
+            if mode != "gaussian" else learner.acting_policy()
+        result = evaluate(policy, env_fn, cfg.eval.episodes, seed=cfg.seed + cfg.eval.seed_offset,
+                          device=device, max_episode_steps=cfg.eval.max_episode_steps,
+                          normalize=dataset.normalized_score if has_ref else None)
+        tag = f"eval/{mode}_N{n}" if mode != "gaussian" else "eval/gaussian"
+        for key, value in result.summary().items():
+            out[f"{tag}/{key}"] = value
+    learner.train(True)
+    return out
+
+
+def print_eval(metrics: dict[str, float], step: int) -> None:
+    tags = sorted({k.rsplit("/", 1)[0] for k in metrics})
+    for tag in tags:
+        score = metrics.get(f"{tag}/score_mean")
+        score_txt = f"score {score:6.1f} ± {metrics[f'{tag}/score_std']:5.1f} | " if score is not None else ""
+        print(f"  [eval @ {step}] {tag.removeprefix('eval/'):>14}: {score_txt}"
+              f"return {metrics[f'{tag}/return_mean']:8.1f} ± {metrics[f'{tag}/return_std']:6.1f} | "
+              f"alignment gap E_π[Q]−V {metrics[f'{tag}/alignment_gap']:+.3f}", flush=True)
+
+
+def train(cfg, resume: bool) -> dict:
+    from learner.agent import Learner
+    from learner.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
+    from learner.config_check import check_config
+    from learner.offline_buffer import OfflineBuffer
+    from launch.run_logger import RunLogger, format_duration
+
+    check_config(cfg)
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    device = pick_device(cfg.device)
+    run_dir = run_directory(cfg)
+    ckpt_path = run_dir / "checkpoint.pt"
+    if ckpt_path.exists() and not resume:
+        raise UserFacingError(f"{run_dir} already holds a run. Continue it with --resume, or start a new one "
+                              f"with another --config.seed, --config.name or --config.workdir.")
+
+    dataset, transform, env_fn = load_offline_data(cfg)
+    print(f"dataset {dataset.name}: {dataset.size} transitions, obs {dataset.obs_dim}, act {dataset.act_dim}, "
+          f"env {dataset.env_id}, domain {dataset.domain}; reward r <- {transform.scale:.4g}*r + {transform.shift:g}; "
+          f"device {device}", flush=True)
+    torch.manual_seed(cfg.seed)
+    buffer = OfflineBuffer.from_dataset(dataset, transform, device)
+    learner = Learner(cfg, dataset.obs_dim, dataset.act_dim, device)
+
+    step, history, run_id = 0, [], None
+    if resume:
+        state = load_checkpoint(ckpt_path, map_location=device)
+        learner.load_state_dict(state["learner"])
+        restore_rng_state(state["rng"])
+        step, history, run_id = state["step"], json.loads(state["eval_history"]), state["wandb_run_id"] or None
+        print(f"resumed {run_dir} at step {step}", flush=True)
+
+    logger = RunLogger(run_dir, cfg.to_dict(), cfg.wandb, run_name=run_dir.name, run_id=run_id)
+
+    def checkpoint():
+        save_checkpoint(ckpt_path, {"learner": learner.state_dict(), "rng": rng_state(), "step": step,
+                                    "config": cfg.to_json(), "eval_history": json.dumps(history),
+                                    "wandb_run_id": logger.run_id or "", "reward_transform": transform.to_dict(),
+                                    "dataset": dataset.name, "obs_dim": dataset.obs_dim,
+                                    "act_dim": dataset.act_dim})
+
+    stop = {"signal": None}
+
+    def on_signal(signum, _frame):
+        stop["signal"] = signal.Signals(signum).name
+
+    old_handlers = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    total = max(cfg.num_critic_steps, cfg.num_actor_steps)
+    batch_size = max(cfg.critic_batch_size, cfg.actor_batch_size)
+    nonfinite = torch.zeros((), dtype=torch.bool, device=device)
+    learner.train(True)
+    t_last, step_last = time.time(), step
+    print(f"training {cfg.algorithm} for {total} steps (critic {cfg.num_critic_steps}, actor "
+          f"{cfg.num_actor_steps}) -> {run_dir}", flush=True)
+    try:
+        while step < total:
+            batch = buffer.sample(batch_size)
+            metrics = learner.update(batch, train_actor=learner.actor_steps < cfg.num_actor_steps,
+                                     train_critic=learner.critic_steps < cfg.num_critic_steps)
+            for v in metrics.values():
+                nonfinite |= ~torch.isfinite(v)
+            step += 1
+            at_log = step % cfg.log_interval == 0 or step == total
+            at_ckpt = step % cfg.checkpoint_interval == 0 or step == total
+            stopping = stop["signal"] is not None or step == cfg.stop_after_steps
+            if at_log or at_ckpt or stopping:
+                if bool(nonfinite):   # one host sync per log interval, not per step
+                    bad = [k for k, v in metrics.items() if not torch.isfinite(v)]
+                    raise TrainingDiverged(
+                        f"A loss became NaN or inf before step {step} (last step: {', '.join(bad) or 'earlier'}). "
+                        f"Training stopped; the last good checkpoint in {run_dir} is intact. Try a lower "
+                        f"learning rate, or for AlignIQL-hard a smaller multipliers.lr.")
+            if at_log:
+                now = time.time()
+                rate = (step - step_last) / max(now - t_last, 1e-9)
+                t_last, step_last = now, step
+                scalars = {f"train/{k}": float(v) for k, v in metrics.items()}
+                scalars["train/steps_per_second"] = rate
+                logger.log(scalars, step)
+                losses = " ".join(f"{k.split('/')[-1]} {float(v):.4g}" for k, v in metrics.items()
+                                  if k.startswith("loss/"))
+                print(f"step {step:>8}/{total} | {rate:7.1f} steps/s | left {format_duration((total - step) / rate)}"
+                      f" | {losses}", flush=True)
+            if step % cfg.eval.interval == 0 or step == total:
+                results = evaluate_all(learner, cfg, dataset, env_fn, device, step)
+                logger.log(results, step)
+                history.append({"step": step, **results})
+                print_eval(results, step)
+            if at_ckpt or stopping:
+                checkpoint()
+            if stopping:
+                why = stop["signal"] or f"stop_after_steps={cfg.stop_after_steps}"
+                print(f"stopped at step {step} ({why}); checkpoint saved in {ckpt_path}. "
+                      f"Continue with the same flags plus --resume.", flush=True)
+                return {"step": step, "stopped": True, "run_dir": str(run_dir), "history": history}
+    finally:
+        logger.close()
+        for s, h in old_handlers.items():
+            signal.signal(s, h)
+
+    final = history[-1] if history else {}
+    summary = {"step": step, "stopped": False, "run_dir": str(run_dir), "final_eval": final,
+               "wandb_run_id": logger.run_id, "history": history}
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    print(f"\n=== {cfg.algorithm} on {dataset.name}: final evaluation after {step} steps "
+          f"({cfg.eval.episodes} episodes each) ===")
+    print_eval({k: v for k, v in final.items() if k != "step"}, step)
+    print(f"run directory: {run_dir} (checkpoint.pt, metrics.jsonl, summary.json, wandb/)")
+    return summary
+
+
+def main(argv):
+    del argv
+    try:
+        train(_CONFIG.value, _RESUME.value)
+    except UserFacingError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    app.run(main)
