@@ -10,6 +10,9 @@ from configs import base
 def get_config():
     c = base.get_config()
     c.name = "quickstart"
+    # One thread: on a small machine shared with actor or evaluation processes, torch's default
+    # (one thread per core) oversubscribes the cores and spin-waits, measured ~50x slower here.
+    c.num_threads = 1
     c.dataset = "local/hopper/medium-v0"
     c.algorithm = "aligniql"
     c.eta = -1.0                       # AlignIQL Table 3, Hopper-medium

@@ -19,7 +19,7 @@ from torch import nn
 from learner.losses import multiplier_losses, value_loss
 from networks.diffusion import DiffusionBehavior
 from networks.mlp import GaussianActor, MultiplierNet, TwinQ, ValueNet
-from networks.policy import CandidatePolicy, ExtractionSpec, GaussianPolicy
+from networks.factory import acting_params, make_policy
 
 ALGORITHMS = ("aligniql", "aligniql_hard", "idql", "iql")
 
@@ -176,14 +176,12 @@ class Learner:
 
     # ------------------------------------------------------------------ acting
     def acting_policy(self, weighting: str | None = None, mode: str = "argmax", num_candidates: int = 16):
-        """The policy an evaluator or actor runs (EMA μ, target critic, V, multipliers)."""
-        if self.algorithm == "iql":
-            return GaussianPolicy(self.actor, self.critic_target, self.value)
-        cfg = self.cfg
-        spec = ExtractionSpec(weighting=weighting or natural_weighting(cfg), mode=mode,
-                              num_candidates=num_candidates, eta=cfg.eta, tau=cfg.tau, exp_alpha=cfg.exp_alpha)
-        return CandidatePolicy(self.behavior_ema, self.critic_target, self.value, spec,
-                               getattr(self, "alpha_net", None), getattr(self, "beta_net", None))
+        """The policy an evaluator runs (EMA μ, target critic, V, multipliers), same code as actors'."""
+        return make_policy(self.cfg, self.modules, weighting or natural_weighting(self.cfg), mode, num_candidates)
+
+    def acting_params(self) -> dict:
+        """Flat numpy weights of the acting networks, as published to actors."""
+        return acting_params(self.modules, self.algorithm)
 
     def train(self, mode: bool = True) -> None:
         for name, module in self.modules.items():

@@ -12,6 +12,11 @@ from contextlib import contextmanager
 
 import numpy as np
 import pytest
+import torch
+
+# Tests share 2 cores with subprocesses they start; torch's one-thread-per-core default
+# oversubscribes them and spin-waits (measured ~50x slower under load).
+torch.set_num_threads(1)
 
 
 class StandInPolicy:

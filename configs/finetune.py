@@ -1,0 +1,45 @@
+"""Offline-to-online finetuning, CPU-sized default (the README's main job).
+
+Pretrains the quickstart AlignIQL model (or loads --pretrained), then finetunes
+online: K actor processes feed a Reverb replay server, the learner keeps
+updating Q and V (and optionally μ) from mixed offline + online batches.
+The protocol is IDQL's (section 4.2, appendix D.3), scaled down to minutes.
+"""
+import ml_collections
+
+from configs import quickstart
+
+
+def online_defaults() -> ml_collections.ConfigDict:
+    o = ml_collections.ConfigDict()
+    o.num_actors = 2                   # K actor processes (CPU)
+    o.envs_per_actor = 4               # vector environments stepped together by one actor
+    o.exploration = "implicit"         # "implicit" (draw by weights) or "argmax"
+    o.exploration_weighting = ""       # "" = the algorithm's own weights (aligniql: exp(-η A²) / exp(|η| A))
+    o.num_candidates = 16              # N candidates per state when acting
+    o.total_env_steps = 20_000         # online environment steps (papers: 1M)
+    o.min_replay_size = 2_000          # online transitions before learning starts (papers: 5,000)
+    o.replay_max_size = 1_000_000
+    o.updates_per_env_step = 1.0       # V+Q updates per environment step, held by the rate limiter
+    o.online_batch_size = 128          # IDQL: 128 online + 128 offline; AlignIQL code: 128 + 256
+    o.offline_batch_size = 128
+    o.finetune_mu = True               # IDQL recipe 2: also finetune μ (implicit exploration)
+    o.mu_steps_per_update = 2          # μ steps per V+Q update when finetuning μ
+    o.publish_interval = 200           # learner steps between weight publications
+    o.weight_sync_interval = 200       # actor env steps between polls for new weights
+    o.eval_interval = 5_000            # env steps between evaluations (papers: 25k)
+    o.eval_episodes = 5                # papers: 25
+    o.eval_mode = "argmax"             # evaluation policy (argmax by default)
+    o.replay_port = 0                  # 0 = pick a free port
+    o.allow_remote = False             # True: actors on other machines may connect (no authentication!)
+    o.replay_checkpoint_interval_s = 120.0
+    o.actor_restart_limit = 5          # restarts per actor before the run gives up
+    o.log_interval = 500               # learner steps between log lines
+    return o
+
+
+def get_config():
+    c = quickstart.get_config()
+    c.name = "finetune"
+    c.online = online_defaults()
+    return c

@@ -1,0 +1,10 @@
+"""IDQL finetuning recipe 1: μ frozen, argmax exploration, only Q and V updated online."""
+from configs import finetune
+
+
+def get_config():
+    c = finetune.get_config()
+    c.name = "finetune-argmax"
+    c.online.exploration = "argmax"
+    c.online.finetune_mu = False
+    return c

@@ -1,0 +1,71 @@
+"""Acting networks rebuilt from a config and a flat weight dict.
+
+The learner publishes only what acting needs (μ's EMA copy, the target
+critic, V, and the multipliers for AlignIQL-hard) as a flat dict of numpy
+arrays; an actor or evaluator process rebuilds the same modules from the
+config and loads them, so it needs nothing but the replay address.
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from networks.diffusion import DiffusionBehavior
+from networks.mlp import GaussianActor, MultiplierNet, TwinQ, ValueNet
+from networks.policy import CandidatePolicy, ExtractionSpec, GaussianPolicy
+
+# Which learner modules acting needs, by algorithm; the names match Learner.modules.
+ACTING_MODULES = {
+    "aligniql": ("behavior_ema", "critic_target", "value"),
+    "idql": ("behavior_ema", "critic_target", "value"),
+    "aligniql_hard": ("behavior_ema", "critic_target", "value", "alpha", "beta"),
+    "iql": ("actor", "critic_target", "value"),
+}
+
+
+def build_acting_modules(cfg, obs_dim: int, act_dim: int, device="cpu") -> dict[str, nn.Module]:
+    """Fresh modules with the learner's architecture, in eval mode, no gradients."""
+    modules: dict[str, nn.Module] = {"critic_target": TwinQ(obs_dim, act_dim, cfg.critic_hidden),
+                                     "value": ValueNet(obs_dim, cfg.critic_hidden)}
+    if cfg.algorithm == "iql":
+        modules["actor"] = GaussianActor(obs_dim, act_dim, cfg.iql.hidden)
+    else:
+        d = cfg.diffusion
+        modules["behavior_ema"] = DiffusionBehavior(obs_dim, act_dim, num_steps=d.num_steps, width=d.width,
+                                                    inner=d.inner, num_blocks=d.num_blocks, dropout=d.dropout,
+                                                    time_dim=d.time_dim)
+    if cfg.algorithm == "aligniql_hard":
+        modules["alpha"] = MultiplierNet(obs_dim, cfg.multipliers.hidden)
+        modules["beta"] = MultiplierNet(obs_dim, cfg.multipliers.hidden)
+    for m in modules.values():
+        m.to(device).eval().requires_grad_(False)
+    return modules
+
+
+def acting_params(modules: Mapping[str, nn.Module], algorithm: str) -> dict[str, np.ndarray]:
+    """Flat {"module.param": float32 array} of what acting needs (parameters and buffers)."""
+    out: dict[str, np.ndarray] = {}
+    for name in ACTING_MODULES[algorithm]:
+        for key, tensor in modules[name].state_dict().items():
+            out[f"{name}.{key}"] = tensor.detach().to("cpu", torch.float32).numpy()
+    return out
+
+
+def load_acting_params(modules: Mapping[str, nn.Module], params: Mapping[str, np.ndarray]) -> None:
+    for name, module in modules.items():
+        prefix = name + "."
+        state = {k[len(prefix):]: torch.as_tensor(v) for k, v in params.items() if k.startswith(prefix)}
+        module.load_state_dict(state)
+
+
+def make_policy(cfg, modules: Mapping[str, nn.Module], weighting: str, mode: str, num_candidates: int):
+    """The acting policy over rebuilt modules (same extraction code as the learner's evaluation)."""
+    if cfg.algorithm == "iql":
+        return GaussianPolicy(modules["actor"], modules["critic_target"], modules["value"])
+    spec = ExtractionSpec(weighting=weighting, mode=mode, num_candidates=num_candidates,
+                          eta=cfg.eta, tau=cfg.tau, exp_alpha=cfg.exp_alpha)
+    return CandidatePolicy(modules["behavior_ema"], modules["critic_target"], modules["value"], spec,
+                           modules.get("alpha"), modules.get("beta"))
