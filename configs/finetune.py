@@ -17,7 +17,7 @@ def online_defaults() -> ml_collections.ConfigDict:
     o.exploration = "implicit"         # "implicit" (draw by weights) or "argmax"
     o.exploration_weighting = ""       # "" = the algorithm's own weights (aligniql: exp(-η A²) / exp(|η| A))
     o.num_candidates = 16              # N candidates per state when acting
-    o.total_env_steps = 20_000         # online environment steps (papers: 1M)
+    o.total_env_steps = 10_000         # online environment steps (papers: 1M)
     o.min_replay_size = 2_000          # online transitions before learning starts (papers: 5,000)
     o.replay_max_size = 1_000_000
     o.updates_per_env_step = 1.0       # V+Q updates per environment step, held by the rate limiter
@@ -27,7 +27,7 @@ def online_defaults() -> ml_collections.ConfigDict:
     o.mu_steps_per_update = 2          # μ steps per V+Q update when finetuning μ
     o.publish_interval = 200           # learner steps between weight publications
     o.weight_sync_interval = 200       # actor env steps between polls for new weights
-    o.eval_interval = 5_000            # env steps between evaluations (papers: 25k)
+    o.eval_interval = 2_500            # env steps between evaluations (papers: 25k)
     o.eval_episodes = 5                # papers: 25
     o.eval_mode = "argmax"             # evaluation policy (argmax by default)
     o.replay_port = 0                  # 0 = pick a free port

@@ -1,0 +1,180 @@
+"""Online finetuning on the learner: mixed offline + online batches (IDQL section 4.2).
+
+Each iteration takes one batch of online transitions from the replay server
+(Reverb's batched dataset; the table's SampleToInsertRatio limiter blocks it
+so that the learner makes `updates_per_env_step` V+Q updates per environment
+step however many actors run) and one batch of offline transitions from the
+dataset held on the learner's device, then updates V and Q, optionally μ (IDQL
+recipe 2: `mu_steps_per_update` μ steps per update) and the multipliers, and
+publishes the acting networks every `publish_interval` steps.
+
+The learner knows no environment: what it learns from arrives as arrays.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+from errors import TrainingDiverged, UserFacingError
+from learner.agent import Learner
+from learner.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
+
+CHECKPOINT_NAME = "learner_checkpoint.pt"
+
+
+def load_pretrained(learner: Learner, path: Path, obs_dim: int, act_dim: int, device) -> int:
+    """Networks and optimiser state of a pretraining run; returns its step count."""
+    state = load_checkpoint(path, map_location=device)
+    if (state.get("obs_dim"), state.get("act_dim")) != (obs_dim, act_dim):
+        raise UserFacingError(
+            f"The pretraining checkpoint {path} was trained with observation size {state.get('obs_dim')} and "
+            f"action size {state.get('act_dim')}, but this run's environment has {obs_dim} and {act_dim}. "
+            f"Give a checkpoint pretrained on the same environment (--pretrained), or the matching dataset.")
+    saved_algo = json.loads(state["config"]).get("algorithm")
+    if saved_algo != learner.algorithm:
+        raise UserFacingError(f"The pretraining checkpoint {path} is for algorithm {saved_algo!r}, this run "
+                              f"is configured for {learner.algorithm!r}; set --config.algorithm={saved_algo}.")
+    learner.load_state_dict(state["learner"])
+    return int(state["step"])
+
+
+class OnlineLearner:
+    def __init__(self, cfg, learner: Learner, offline_buffer, replay_address: str, run_dir: Path,
+                 stop_event: threading.Event | None = None):
+        from replay.sampler import OnlineSampler, table_stats
+        from replay.weights import WeightPublisher
+
+        self.cfg, self.o = cfg, cfg.online
+        self.learner, self.offline = learner, offline_buffer
+        self.address = replay_address
+        self.run_dir = Path(run_dir)
+        self.stop_event = stop_event or threading.Event()
+        self.device = learner.device
+        self._table_stats = table_stats
+        self._make_sampler = lambda: OnlineSampler(replay_address, self.o.online_batch_size,
+                                                   rate_limiter_timeout_ms=1000)
+        self.publisher = WeightPublisher(replay_address)
+        self.step = 0                       # online learner steps (V+Q updates)
+        (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
+        self.log_file = open(self.run_dir / "logs" / "learner.jsonl", "a", buffering=1)
+        self._after_pretraining_lr()
+
+    def _after_pretraining_lr(self) -> None:
+        """μ's cosine schedule has decayed to 0 by the end of pretraining; finetune it at a constant rate."""
+        if "behavior" in self.learner.schedulers:
+            sched = self.learner.schedulers["behavior"]
+            sched.lr_lambdas = [lambda _: 1.0]
+            for group, base_lr in zip(sched.optimizer.param_groups, sched.base_lrs):
+                group["lr"] = base_lr
+
+    # ------------------------------------------------------------------ state
+    def checkpoint(self) -> None:
+        save_checkpoint(self.run_dir / CHECKPOINT_NAME,
+                        {"learner": self.learner.state_dict(), "rng": rng_state(), "step": self.step,
+                         "config": self.cfg.to_json(), "obs_dim": self.offline.obs.shape[1],
+                         "act_dim": self.offline.act.shape[1], "eval_history": "[]", "wandb_run_id": ""})
+
+    def restore(self) -> None:
+        state = load_checkpoint(self.run_dir / CHECKPOINT_NAME, map_location=self.device)
+        self.learner.load_state_dict(state["learner"])
+        self._after_pretraining_lr()
+        restore_rng_state(state["rng"])
+        self.step = int(state["step"])
+
+    def publish(self) -> None:
+        self.publisher.publish(self.learner.acting_params(), version=self.step)
+
+    # ------------------------------------------------------------------ loop
+    def _mixed(self, online: dict) -> dict[str, torch.Tensor]:
+        """Online rows first, then offline rows: one batch for every update of this step."""
+        off = self.offline.sample(self.o.offline_batch_size)
+
+        def t(x):
+            return torch.as_tensor(x, device=self.device)
+        return {"obs": torch.cat([t(online["observation"]), off["obs"]]),
+                "act": torch.cat([t(online["action"]), off["act"]]),
+                "reward": torch.cat([t(online["reward"]), off["reward"]]),
+                "next_obs": torch.cat([t(online["next_observation"]), off["next_obs"]]),
+                "mask": torch.cat([t(online["discount"]), off["mask"]])}
+
+    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        learner, o = self.learner, self.o
+        metrics = learner.update_value_and_critic(batch["obs"], batch["act"], batch["reward"],
+                                                  batch["next_obs"], batch["mask"])
+        if o.finetune_mu and learner.algorithm != "iql":
+            for k in range(int(o.mu_steps_per_update)):
+                # fresh offline rows for each μ step, the same online rows (the limiter counts samples)
+                b = batch if k == 0 else self._mixed_from(batch)
+                metrics |= learner.update_behavior(b["obs"], b["act"])
+        elif o.finetune_mu and learner.algorithm == "iql":
+            metrics |= learner.update_actor_awr(batch["obs"], batch["act"])
+        if learner.algorithm == "aligniql_hard":
+            metrics |= learner.update_multipliers(batch["obs"], batch["act"])
+        return metrics
+
+    def _mixed_from(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        n_on = self.o.online_batch_size
+        off = self.offline.sample(self.o.offline_batch_size)
+        return {"obs": torch.cat([batch["obs"][:n_on], off["obs"]]),
+                "act": torch.cat([batch["act"][:n_on], off["act"]])}
+
+    def run(self, max_steps: int | None = None) -> int:
+        """Train until stopped (or `max_steps` learner steps); returns the step count."""
+        o = self.o
+        self.learner.train(True)
+        self.publish()
+        sampler = self._make_sampler()
+        nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
+        waited = 0.0
+        t_last, step_last, last_ckpt = time.time(), self.step, time.monotonic()
+        try:
+            while not self.stop_event.is_set() and (max_steps is None or self.step < max_steps):
+                t0 = time.perf_counter()
+                try:
+                    online = next(sampler)
+                except StopIteration:
+                    # The rate limiter held us for a second (warm-up, or actors stopped): check for stop.
+                    waited += time.perf_counter() - t0
+                    sampler = self._make_sampler()
+                    continue
+                waited += time.perf_counter() - t0
+                metrics = self.train_step(self._mixed(online))
+                for v in metrics.values():
+                    nonfinite |= ~torch.isfinite(v)
+                self.step += 1
+                if self.step % o.publish_interval == 0:
+                    self.publish()
+                if self.step % o.log_interval == 0:
+                    if bool(nonfinite):
+                        raise TrainingDiverged(
+                            f"A loss became NaN or inf during online step {self.step}; the learner stopped and "
+                            f"its last good checkpoint in {self.run_dir} is intact.")
+                    now = time.time()
+                    stats = self._table_stats(self.address)
+                    row = {"role": "learner", "time": now, "learner_step": self.step,
+                           "env_steps": stats["inserts"],
+                           "learner_steps_per_second": (self.step - step_last) / max(now - t_last, 1e-9),
+                           "rate_limiter_wait_fraction": waited / max(now - t_last, 1e-9),
+                           "replay_size": stats["current_size"],
+                           "replay_inserts": stats["inserts"], "replay_samples": stats["samples"],
+                           "updates_per_env_step": stats["samples"] / o.online_batch_size /
+                           max(1, stats["inserts"] - o.min_replay_size),
+                           **{k: float(v) for k, v in metrics.items()}}
+                    self.log_file.write(json.dumps(row) + "\n")
+                    t_last, step_last, waited = now, self.step, 0.0
+                if time.monotonic() - last_ckpt >= o.replay_checkpoint_interval_s:
+                    self.checkpoint()
+                    last_ckpt = time.monotonic()
+        finally:
+            if not bool(nonfinite):
+                self.checkpoint()
+                try:
+                    self.publish()
+                except Exception:  # the server may already be gone at shutdown
+                    pass
+            self.log_file.close()
+        return self.step
