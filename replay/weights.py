@@ -1,0 +1,100 @@
+"""Learner-to-actor policy weights through the one-slot `weights` table.
+
+Reusing the replay server spares a second network service (and a second
+unauthenticated port). The table keeps only the newest item (max_size=1,
+Fifo), so actors always get the latest weights and the server holds one copy.
+
+An item is [version (int64), manifest (JSON of parameter names as uint8),
+param_0, param_1, ...]. The manifest travels with every item because the
+table has no signature (the parameter set belongs to the learner, not to the
+server), and Reverb returns the columns of an unsigned item as a flat list.
+Columns reference `history[i][-1:]` (a slice): squeezed single-step `[-1]`
+columns make `Client.sample(...)` with its default `emit_timesteps=True` fail
+("len() of unsized object"); slices work with either setting.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Dict, Mapping, Optional, Tuple
+
+import numpy as np
+
+from replay.server import WEIGHTS_TABLE
+from replay.writer import connect_with_retry
+
+logger = logging.getLogger(__name__)
+
+Params = Dict[str, np.ndarray]
+
+
+class WeightPublisher:
+    """Used by the learner; `publish` is cheap enough to call every few hundred updates."""
+
+    def __init__(self, address: str, table: str = WEIGHTS_TABLE, connect_timeout_s: float = 60.0,
+                 publish_timeout_s: float = 60.0):
+        self._table = table
+        self._timeout_ms = int(publish_timeout_s * 1000)
+        self._client = connect_with_retry(address, connect_timeout_s, tables=[table])
+
+    def publish(self, params: Mapping[str, np.ndarray], version: int) -> None:
+        """Replace the published weights; `version` should grow (e.g. the learner step)."""
+        names = list(params)
+        if not names:
+            raise ValueError("publish needs at least one parameter")
+        manifest = np.frombuffer(json.dumps(names).encode("utf-8"), dtype=np.uint8)
+        columns = [np.asarray(version, dtype=np.int64), manifest]
+        columns += [np.array(params[n], order="C", copy=False) for n in names]  # keeps 0-d arrays 0-d
+        # A fresh writer per publish: the parameter set may change between
+        # calls (and a trajectory writer's columns are fixed by its first step),
+        # and publishing is rare enough that the set-up cost does not matter.
+        writer = self._client.trajectory_writer(num_keep_alive_refs=1)
+        try:
+            writer.append(columns)
+            writer.create_item(self._table, 1.0, [col[-1:] for col in writer.history])
+            writer.flush(timeout_ms=self._timeout_ms)
+        finally:
+            writer.close()
+
+
+class WeightSubscriber:
+    """Used by actors; `poll` never blocks on an empty table."""
+
+    def __init__(self, address: str, table: str = WEIGHTS_TABLE, connect_timeout_s: float = 60.0):
+        self._table = table
+        self._client = connect_with_retry(address, connect_timeout_s, tables=[table])
+        self._last_version: Optional[int] = None
+        self._last_inserts: Optional[int] = None
+
+    @property
+    def version(self) -> Optional[int]:
+        """Version of the weights last returned by `poll` (None before the first)."""
+        return self._last_version
+
+    def poll(self) -> Optional[Tuple[int, Params]]:
+        """Newest (version, params) if it is newer than what this subscriber returned last.
+
+        Returns None when nothing is published yet or nothing newer arrived,
+        so an actor can call it every episode and only reload on a result.
+        The table's insert counter is checked first, so an unchanged table
+        costs one small RPC instead of a download of all weights.
+        """
+        info = self._client.server_info(timeout=10)[self._table]
+        inserts = int(info.rate_limiter_info.insert_stats.completed)
+        if info.current_size == 0:
+            return None  # sampling now would block until the learner publishes
+        if self._last_version is not None and inserts == self._last_inserts:
+            return None
+        self._last_inserts = inserts
+        sample = next(self._client.sample(self._table, num_samples=1, emit_timesteps=False))
+        cols = [np.asarray(c).reshape(np.shape(c)[1:]) for c in sample.data]  # drop the [-1:] time axis
+        version = int(cols[0])
+        if self._last_version is not None and version <= self._last_version:
+            return None
+        names = json.loads(cols[1].tobytes().decode("utf-8"))
+        if len(names) != len(cols) - 2:
+            raise RuntimeError(
+                f"weights item has {len(cols) - 2} arrays but its manifest names {len(names)}")
+        self._last_version = version
+        return version, dict(zip(names, cols[2:]))
