@@ -1,0 +1,192 @@
+r"""The online evaluator process (started by launch/finetune.py beside the actors).
+
+    python -m launch.evaluator --config_json=runs/<run>/config.json --replay_address=localhost:PORT \
+        --seed=0 --run_dir=runs/<run>
+
+Scores the latest published weights with the evaluation policy
+(`online.eval_mode`, N = `online.num_candidates`, the algorithm's weighting)
+on its own environments (seeds seed + 10,000,000 + j, never an actor's):
+once as soon as weights exist (the "after pretraining" point), then every
+`online.eval_interval` environment steps, counted as items ever inserted into
+the replay table so the x axis is the whole run's, not one actor's; and once
+more on SIGTERM / stop if newer weights arrived since the last evaluation.
+Rows go to <run_dir>/logs/evaluator.jsonl.
+
+Every evaluation uses the same environment seeds and generator seed, so two
+weight versions are compared on the same episodes' starts (common random numbers).
+"""
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+import numpy as np
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+    """Called only when run as a program, so importing run_evaluator defines no flags."""
+    flags.DEFINE_string("config_json", None, "Run config written by the supervisor (cfg.to_json()).")
+    flags.DEFINE_string("dataset_meta", None, "dataset_meta.json; default: beside --config_json.")
+    flags.DEFINE_string("replay_address", None, "Replay server HOST:PORT.")
+    flags.DEFINE_integer("seed", None, "Run seed; default: the config's seed.")
+    flags.DEFINE_string("run_dir", None, "Run directory (logs/ goes there); default: the config's folder.")
+    flags.DEFINE_float("connect_timeout_s", 60.0, "Give up if the replay server does not answer for this long.")
+    flags.mark_flags_as_required(["config_json", "replay_address"])
+
+
+def score_normalizer(meta: Mapping[str, Any]):
+    """D4RL score 100·(R − min)/(max − min), or None when the dataset has no usable references."""
+    lo, hi = meta.get("ref_min_score"), meta.get("ref_max_score")
+    if lo is None or hi is None or float(hi) == float(lo):
+        return None
+    lo, hi = float(lo), float(hi)
+    return lambda returns: 100.0 * (np.asarray(returns, dtype=np.float64) - lo) / (hi - lo)
+
+
+def run_evaluator(cfg, meta: Mapping[str, Any], replay_address: str, seed: int, run_dir,
+                  stop_event: Optional[threading.Event] = None, *, connect_timeout_s: float = 60.0,
+                  poll_interval_s: float = 2.0, log=None) -> list[dict]:
+    """Evaluate until `stop_event` is set (or SIGTERM in the main thread); returns the rows written."""
+    import torch
+
+    from actor.actor_loop import (EVAL_SEED_OFFSET, JsonlLog, StopRequested, SignalStop, acting_weighting,
+                                  default_log, env_source, load_weights, stop_aware_log, wait_for_first_weights)
+    from actor.envs import make_env
+    from actor.evaluator import evaluate
+    from networks.factory import build_acting_modules, make_policy
+    from replay import ONLINE_TABLE, WEIGHTS_TABLE
+    from replay.sampler import table_stats
+    from replay.weights import WeightSubscriber
+    from replay.writer import connect_with_retry
+
+    stop_event = stop_event if stop_event is not None else threading.Event()
+    log = log or default_log("evaluator")
+    o = cfg.online
+    interval = max(1, int(o.eval_interval))
+    source = env_source(meta)
+    normalize = score_normalizer(meta)
+    eval_seed = int(seed) + EVAL_SEED_OFFSET
+    device = torch.device("cpu")
+    jsonl = JsonlLog(Path(run_dir) / "logs" / "evaluator.jsonl")
+    rows: list[dict] = []
+
+    modules = build_acting_modules(cfg, int(meta["obs_dim"]), int(meta["act_dim"]), device)
+    weighting = acting_weighting(cfg, cfg.eval.weighting)
+    policy = make_policy(cfg, modules, weighting, o.eval_mode, int(o.num_candidates))
+    state = {"version": None, "evaluated": None}
+
+    def env_fn(s: int):
+        return make_env(source, s)
+
+    def take(got) -> None:
+        if got is not None:
+            load_weights(modules, got[1], got[0])
+            state["version"] = got[0]
+
+    def evaluate_now(env_steps: int, trigger: str) -> None:
+        t0 = time.monotonic()
+        result = evaluate(policy, env_fn, int(o.eval_episodes), seed=eval_seed, device=device,
+                          max_episode_steps=int(cfg.eval.max_episode_steps), normalize=normalize)
+        s = result.summary()
+        row = {"role": "evaluator", "time": time.time(), "env_steps": int(env_steps),
+               "weights_version": state["version"],
+               "return_mean": s["return_mean"], "return_std": s["return_std"],
+               "score_mean": s.get("score_mean"), "score_std": s.get("score_std"),
+               "alignment_gap": s["alignment_gap"], "length_mean": s["length_mean"],
+               "q_mean": s["q_mean"], "v_mean": s["v_mean"], "mode": o.eval_mode,
+               "num_candidates": int(o.num_candidates), "weighting": weighting,
+               "episodes": int(o.eval_episodes), "trigger": trigger,
+               "eval_seconds": time.monotonic() - t0}
+        jsonl.write(row)
+        rows.append(row)
+        state["evaluated"] = state["version"]
+        score = f"score {row['score_mean']:.1f} ± {row['score_std']:.1f}, " if row["score_mean"] is not None else ""
+        log(f"[{trigger}] env steps {env_steps}, weights v{state['version']}: {score}"
+            f"return {row['return_mean']:.1f} ± {row['return_std']:.1f}, "
+            f"alignment gap {row['alignment_gap']:+.3f} ({row['eval_seconds']:.1f}s)")
+
+    try:
+        with SignalStop(stop_event):
+            try:
+                client = connect_with_retry(replay_address, connect_timeout_s,
+                                            log=stop_aware_log(stop_event, log),
+                                            tables=[ONLINE_TABLE, WEIGHTS_TABLE])
+                subscriber = WeightSubscriber(replay_address, connect_timeout_s=connect_timeout_s)
+            except StopRequested:
+                return rows
+
+            def env_steps() -> int:
+                return int(table_stats(client, ONLINE_TABLE)["inserts"])
+
+            first = wait_for_first_weights(subscriber, stop_event, log, connect_timeout_s)
+            if first is None:
+                return rows
+            take(first)
+            steps = env_steps()
+            evaluate_now(steps, "startup")
+            next_at = (steps // interval + 1) * interval
+            failing_since = None
+            while not stop_event.wait(poll_interval_s):
+                try:
+                    steps = env_steps()
+                    failing_since = None
+                except Exception as e:  # the server may be busy writing a checkpoint
+                    failing_since = failing_since or time.monotonic()
+                    if time.monotonic() - failing_since > connect_timeout_s:
+                        from replay.writer import ReplayUnavailableError
+                        raise ReplayUnavailableError(
+                            f"The replay server at {replay_address} stopped answering ({e}). "
+                            "Check whether the learner / replay process died.") from None
+                    continue
+                if steps >= next_at:
+                    if steps >= next_at + interval:
+                        log(f"evaluation fell behind the actors: evaluating at {steps} env steps, "
+                            f"skipping the points between {next_at} and {steps}")
+                    try:
+                        take(subscriber.poll())
+                    except Exception as e:  # a busy server must not cost the evaluation
+                        log(f"weight poll failed ({type(e).__name__}: {e}); evaluating version {state['version']}")
+                    evaluate_now(steps, "interval")
+                    next_at = (steps // interval + 1) * interval
+            # Stopped: score the final weights if they were never scored.
+            try:
+                take(subscriber.poll())
+                if state["version"] != state["evaluated"]:
+                    evaluate_now(env_steps(), "final")
+            except Exception as e:
+                log(f"no final evaluation: the replay server is gone ({type(e).__name__}: {e})")
+            return rows
+    finally:
+        jsonl.close()
+
+
+def main(argv):
+    del argv
+    import torch
+
+    torch.set_num_threads(1)   # shares the cores with learner and actors (see configs/quickstart.py)
+    from actor.actor_loop import load_config_json, load_dataset_meta
+    from errors import UserFacingError
+
+    try:
+        cfg = load_config_json(FLAGS.config_json)
+        meta = load_dataset_meta(FLAGS.dataset_meta or os.path.join(
+            os.path.dirname(FLAGS.config_json) or ".", "dataset_meta.json"))
+        run_dir = FLAGS.run_dir or os.path.dirname(FLAGS.config_json) or "."
+        seed = cfg.seed if FLAGS.seed is None else FLAGS.seed
+        run_evaluator(cfg, meta, FLAGS.replay_address, seed, run_dir, connect_timeout_s=FLAGS.connect_timeout_s)
+    except UserFacingError as e:
+        print(f"evaluator: {e}", file=sys.stderr, flush=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)
