@@ -26,6 +26,8 @@ import sys
 import time
 from pathlib import Path
 
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")   # the supervisor reads replay counters through Reverb (TF)
+
 from absl import app, flags
 from ml_collections import config_flags
 
@@ -108,6 +110,12 @@ class LogForwarder:
         self.evaluations: list[dict] = []
         self.last: dict[str, dict] = {}
 
+    def skip_existing(self) -> None:
+        """On resume: rows already sent to wandb count for the curve and summary but are not sent again."""
+        logger, self.logger = self.logger, None
+        self.poll(0)
+        self.logger = logger
+
     def poll(self, env_steps: int) -> None:
         for path in sorted(self.logs_dir.glob("*.jsonl")):
             with open(path) as f:
@@ -131,13 +139,16 @@ class LogForwarder:
         prefix = {"evaluator": "eval", "learner": "learner", "actor": "actor"}.get(role, role)
         metrics = {f"{prefix}/{k}": v for k, v in row.items()
                    if isinstance(v, (int, float)) and k not in ("time", "env_steps", "actor_id")}
-        if metrics:
+        if metrics and self.logger is not None:
             self.logger.log(metrics, step)
 
 
 def draw_curve(evaluations: list[dict], path: Path, title: str) -> None:
+    import logging
+
     import matplotlib
     matplotlib.use("Agg")
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)
     import matplotlib.pyplot as plt
 
     rows = sorted(evaluations, key=lambda r: r["env_steps"])
@@ -245,6 +256,8 @@ def run(cfg, pretrained: str | None, resume: bool) -> dict:
     state["wandb_run_id"] = logger.run_id
     state_path.write_text(json.dumps(state, indent=2))
     forwarder = LogForwarder(run_dir / "logs", logger)
+    if resume:
+        forwarder.skip_existing()
 
     stop = {"signal": None}
 
@@ -315,6 +328,7 @@ def run(cfg, pretrained: str | None, resume: bool) -> dict:
                "env_steps": env_steps, "learner_steps": learner_steps,
                "wall_time_s": time.time() - t_start,
                "updates_per_env_step": learner_steps / env_steps if env_steps else 0.0,
+               "updates_per_env_step_after_warmup": learner_steps / max(1, env_steps - o.min_replay_size),
                "score_after_pretraining": evals[0].get("score_mean") if evals else None,
                "score_final": evals[-1].get("score_mean") if evals else None,
                "evaluations": evals, "actor_restarts": sum(a.restarts for a in actors),
@@ -331,7 +345,8 @@ def run(cfg, pretrained: str | None, resume: bool) -> dict:
     print(f"normalised score after pretraining: {fmt(summary['score_after_pretraining'])}   "
           f"at the end: {fmt(summary['score_final'])}  ({o.eval_episodes} episodes, {o.eval_mode})")
     print(f"environment steps: {env_steps}   learner steps: {learner_steps}   updates per env step: "
-          f"{summary['updates_per_env_step']:.2f}   wall time: {format_duration(summary['wall_time_s'])}"
+          f"{summary['updates_per_env_step']:.2f} ({summary['updates_per_env_step_after_warmup']:.2f} after the "
+          f"{o.min_replay_size}-step warm-up)   wall time: {format_duration(summary['wall_time_s'])}"
           f"   actor restarts: {summary['actor_restarts']}")
     print(f"curve: {run_dir / 'finetune_curve.png'}   logs: {run_dir / 'logs'}   wandb: {run_dir / 'wandb'}")
     if interrupted:

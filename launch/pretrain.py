@@ -23,8 +23,12 @@ import torch
 
 from errors import TrainingDiverged, UserFacingError
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/quickstart.py", "Config file (see configs/).")
-_RESUME = flags.DEFINE_bool("resume", False, "Continue the run in the run directory from its last checkpoint.")
+
+
+def define_flags():
+    """Only when run as a program: launch.finetune imports this module and has flags of its own."""
+    config_flags.DEFINE_config_file("config", "configs/quickstart.py", "Config file (see configs/).")
+    flags.DEFINE_bool("resume", False, "Continue the run in the run directory from its last checkpoint.")
 
 
 def pick_device(name: str) -> torch.device:
@@ -204,11 +208,12 @@ def train(cfg, resume: bool) -> dict:
 def main(argv):
     del argv
     try:
-        train(_CONFIG.value, _RESUME.value)
+        train(flags.FLAGS.config, flags.FLAGS.resume)
     except UserFacingError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

@@ -17,6 +17,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from errors import TrainingDiverged, UserFacingError
@@ -93,8 +94,8 @@ class OnlineLearner:
         """Online rows first, then offline rows: one batch for every update of this step."""
         off = self.offline.sample(self.o.offline_batch_size)
 
-        def t(x):
-            return torch.as_tensor(x, device=self.device)
+        def t(x):   # Reverb hands out read-only arrays; copy before torch wraps them
+            return torch.as_tensor(np.array(x), device=self.device)
         return {"obs": torch.cat([t(online["observation"]), off["obs"]]),
                 "act": torch.cat([t(online["action"]), off["act"]]),
                 "reward": torch.cat([t(online["reward"]), off["reward"]]),
@@ -176,5 +177,7 @@ class OnlineLearner:
                     self.publish()
                 except Exception:  # the server may already be gone at shutdown
                     pass
+            self.log_file.write(json.dumps({"role": "learner", "time": time.time(), "learner_step": self.step,
+                                            "event": "stopped"}) + "\n")
             self.log_file.close()
         return self.step

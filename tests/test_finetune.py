@@ -1,0 +1,187 @@
+"""End to end: `launch.finetune` with a real Reverb server, 2 actor processes, evaluator and learner.
+
+Tiny networks and a few thousand environment steps: what is checked is the
+system's behaviour (curve logged, PNG drawn, an actor killed mid-run is
+restarted, an interrupted run resumes with its replay and counters), not
+learning quality.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.conftest import stand_in_loader
+
+ROOT = Path(__file__).resolve().parents[1]
+DATASET_ID = "local/hopper/ft-medium-v0"
+
+TINY = [f"--config.dataset={DATASET_ID}", "--config.num_critic_steps=30", "--config.num_actor_steps=30",
+        "--config.critic_batch_size=64", "--config.actor_batch_size=64", "--config.critic_hidden=(64,64)",
+        "--config.diffusion.width=32", "--config.diffusion.inner=64", "--config.diffusion.num_blocks=1",
+        "--config.log_interval=10", "--config.checkpoint_interval=30", "--config.eval.interval=30",
+        "--config.eval.episodes=1", "--config.eval.num_candidates=(4,)", "--config.eval.modes=('argmax',)",
+        "--config.eval.max_episode_steps=50",
+        "--config.online.num_actors=2", "--config.online.envs_per_actor=2", "--config.online.num_candidates=4",
+        "--config.online.min_replay_size=300", "--config.online.online_batch_size=32",
+        "--config.online.offline_batch_size=32", "--config.online.publish_interval=50",
+        "--config.online.weight_sync_interval=50", "--config.online.eval_interval=700",
+        "--config.online.eval_episodes=1", "--config.online.log_interval=50",
+        "--config.online.replay_checkpoint_interval_s=5"]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    from data.make import make_dataset
+
+    path = tmp_path_factory.mktemp("finetune_store")
+    old = os.environ.get("MINARI_DATASETS_PATH")
+    os.environ["MINARI_DATASETS_PATH"] = str(path)
+    try:
+        make_dataset("Hopper-v5", "medium", num_transitions=2000, seed=0, dataset_id=DATASET_ID,
+                     ref_episodes=2, num_envs=4, policy_loader=stand_in_loader, log=None)
+    finally:
+        if old is None:
+            os.environ.pop("MINARI_DATASETS_PATH")
+        else:
+            os.environ["MINARI_DATASETS_PATH"] = old
+    return path
+
+
+def env_for(store, home):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env.update(MINARI_DATASETS_PATH=str(store), HOME=str(home), PYTHONUNBUFFERED="1")
+    return env
+
+
+def start(args, store, tmp_path):
+    log = open(tmp_path / "supervisor.out", "a")
+    return subprocess.Popen([sys.executable, "-m", "launch.finetune", f"--config.workdir={tmp_path}", *TINY, *args],
+                            cwd=ROOT, env=env_for(store, tmp_path), stdout=log, stderr=subprocess.STDOUT)
+
+
+def wait_for(predicate, timeout, proc=None, what=""):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"supervisor exited early while waiting for {what}")
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def processes_of(run_dir: Path):
+    found = []
+    for p in psutil.process_iter(["cmdline"]):
+        cmd = " ".join(p.info["cmdline"] or [])
+        if str(run_dir) in cmd and "launch." in cmd:
+            found.append(p)
+    return found
+
+
+def actor_steps(run_dir: Path, actor_id: int) -> int:
+    path = run_dir / "logs" / f"actor_{actor_id}.jsonl"
+    if not path.exists():
+        return 0
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return max((r.get("actor_env_steps", 0) for r in rows), default=0)
+
+
+def test_multiprocess_run_survives_a_killed_actor_and_logs_the_curve(store, tmp_path):
+    proc = start(["--config.online.total_env_steps=2500"], store, tmp_path)
+    try:
+        run_dir_holder = {}
+
+        def run_dir_ready():
+            dirs = [d for d in tmp_path.glob("finetune-*") if (d / "logs" / "actor_0.jsonl").exists()]
+            if dirs:
+                run_dir_holder["d"] = dirs[0]
+            return bool(dirs) and actor_steps(dirs[0], 0) > 0
+        wait_for(run_dir_ready, 300, proc, "actor 0 to step")
+        run_dir = run_dir_holder["d"]
+        victims = [p for p in processes_of(run_dir) if "launch.actor" in " ".join(p.cmdline())
+                   and "--actor_id=0" in p.cmdline()]
+        assert victims, "actor 0 process not found"
+        victims[0].kill()
+        proc.wait(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    out = (tmp_path / "supervisor.out").read_text()
+    assert proc.returncode == 0, out[-4000:]
+    assert re.search(r"actor_0 exited .*restarting", out)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["actor_restarts"] >= 1 and summary["env_steps"] >= 2500 and summary["learner_steps"] > 0
+    assert len(summary["evaluations"]) >= 2 and summary["score_after_pretraining"] is not None
+    assert (run_dir / "finetune_curve.png").stat().st_size > 1000
+    assert "normalised score after pretraining" in out and "updates per env step" in out
+    # the offline wandb run holds the finetuning curve keyed by environment steps
+    wandb_files = [f for f in (run_dir / "wandb").glob("offline-run-*/*.wandb")]
+    assert wandb_files, "no offline wandb run"
+    blob = b"".join(f.read_bytes() for f in wandb_files)
+    assert b"eval/score_mean" in blob and b"env_steps" in blob
+    assert not processes_of(run_dir), "child processes left behind"
+
+
+def test_interrupt_and_resume_continue_replay_and_counters(store, tmp_path, monkeypatch):
+    from launch.pretrain import train
+    from tests.test_pretrain import small_config
+
+    # a pretraining checkpoint given by flag (the other path: finetune pretrains itself, above)
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(store))
+    cfg = small_config(tmp_path / "pre", dataset=DATASET_ID, num_critic_steps=30, num_actor_steps=30)
+    cfg.critic_hidden, cfg.diffusion.width, cfg.diffusion.inner, cfg.diffusion.num_blocks = (64, 64), 32, 64, 1
+    pre = train(cfg, resume=False)
+    ckpt = Path(pre["run_dir"]) / "checkpoint.pt"
+
+    args = [f"--pretrained={ckpt}", "--config.online.total_env_steps=100000"]
+    proc = start(args, store, tmp_path)
+    try:
+        def learner_running():
+            logs = list(tmp_path.glob("finetune-*/logs/learner.jsonl"))
+            return bool(logs) and any('"learner_step": 100' in line for line in logs[0].read_text().splitlines())
+        wait_for(learner_running, 300, proc, "learner to reach step 100")
+        proc.send_signal(signal.SIGINT)          # Ctrl-C: checkpoint learner and replay, stop every child
+        proc.wait(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    run_dir = next(tmp_path.glob("finetune-*"))
+    first = json.loads((run_dir / "summary.json").read_text())
+    assert proc.returncode == 0 and first["stopped"]
+    assert not processes_of(run_dir), "child processes left behind after Ctrl-C"
+    env_steps_at_stop = first["env_steps"]
+    learner_ckpt_step = json.loads(
+        [line for line in (run_dir / "logs" / "learner.jsonl").read_text().splitlines() if "stopped" in line][-1]
+    )["learner_step"]
+    assert learner_ckpt_step >= 100
+
+    total = env_steps_at_stop + 600
+    proc = start([*args, "--resume", f"--config.online.total_env_steps={total}"], store, tmp_path)
+    try:
+        proc.wait(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    out = (tmp_path / "supervisor.out").read_text()
+    assert proc.returncode == 0, out[-4000:]
+    replay_out = (run_dir / "logs" / "replay_server.out").read_text()
+    restored = re.findall(r"(\d+) online transitions \(restored\), (\d+) inserted so far", replay_out)
+    assert restored, replay_out[-2000:]
+    size, inserted = map(int, restored[-1])
+    assert inserted == env_steps_at_stop and size == env_steps_at_stop   # nothing lost, nothing duplicated
+    learner_out = (run_dir / "logs" / "learner.out").read_text()
+    assert f"learner resumed at online step {learner_ckpt_step}" in learner_out
+    second = json.loads((run_dir / "summary.json").read_text())
+    assert second["env_steps"] >= total and second["learner_steps"] > learner_ckpt_step
+    assert second["wandb_run_id"] == first["wandb_run_id"]
+    assert not processes_of(run_dir)
