@@ -81,3 +81,18 @@ def tiny_hopper_dataset(tmp_path_factory):
                      dataset_id="local/hopper/tiny-medium-v0", ref_episodes=2, num_envs=4,
                      policy_loader=stand_in_loader, log=None)
         return load_dataset("local/hopper/tiny-medium-v0")
+
+
+def make_store(tmp_path_factory, dataset_id: str, num_transitions: int):
+    """A Minari store in a temp dir holding one small made Hopper dataset (stand-in policy).
+
+    For end-to-end tests whose subprocesses find the dataset by id through
+    MINARI_DATASETS_PATH; the variable is restored afterwards.
+    """
+    from data.make import make_dataset
+
+    path = tmp_path_factory.mktemp("store")
+    with _env_var("MINARI_DATASETS_PATH", str(path)):
+        make_dataset("Hopper-v5", "medium", num_transitions=num_transitions, seed=0, dataset_id=dataset_id,
+                     ref_episodes=2, num_envs=4, policy_loader=stand_in_loader, log=None)
+    return path

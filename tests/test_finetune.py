@@ -19,7 +19,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import stand_in_loader
+from tests.conftest import make_store
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASET_ID = "local/hopper/ft-medium-v0"
@@ -40,20 +40,7 @@ TINY = [f"--config.dataset={DATASET_ID}", "--config.num_critic_steps=30", "--con
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    from data.make import make_dataset
-
-    path = tmp_path_factory.mktemp("finetune_store")
-    old = os.environ.get("MINARI_DATASETS_PATH")
-    os.environ["MINARI_DATASETS_PATH"] = str(path)
-    try:
-        make_dataset("Hopper-v5", "medium", num_transitions=2000, seed=0, dataset_id=DATASET_ID,
-                     ref_episodes=2, num_envs=4, policy_loader=stand_in_loader, log=None)
-    finally:
-        if old is None:
-            os.environ.pop("MINARI_DATASETS_PATH")
-        else:
-            os.environ["MINARI_DATASETS_PATH"] = old
-    return path
+    return make_store(tmp_path_factory, DATASET_ID, 2000)
 
 
 def env_for(store, home):

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import stand_in_loader
+from tests.conftest import make_store
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASET_ID = "local/hopper/e2e-medium-v0"
@@ -24,20 +24,7 @@ DATASET_ID = "local/hopper/e2e-medium-v0"
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    from data.make import make_dataset
-
-    path = tmp_path_factory.mktemp("pretrain_store")
-    old = os.environ.get("MINARI_DATASETS_PATH")
-    os.environ["MINARI_DATASETS_PATH"] = str(path)
-    try:
-        make_dataset("Hopper-v5", "medium", num_transitions=3000, seed=0, dataset_id=DATASET_ID,
-                     ref_episodes=2, num_envs=4, policy_loader=stand_in_loader, log=None)
-    finally:
-        if old is None:
-            os.environ.pop("MINARI_DATASETS_PATH")
-        else:
-            os.environ["MINARI_DATASETS_PATH"] = old
-    return path
+    return make_store(tmp_path_factory, DATASET_ID, 3000)
 
 
 def small_config(workdir: Path, **overrides):
