@@ -43,7 +43,10 @@ ROOT = Path(__file__).resolve().parents[1]
 def check_online_config(o) -> None:
     def bad(field, value, why):
         raise ConfigError(f"Invalid setting config.online.{field}={value!r}: {why}.")
-    for field in ("num_actors", "envs_per_actor", "num_candidates", "total_env_steps", "min_replay_size",
+    if int(o.num_actors) < 0 or (int(o.num_actors) == 0 and not o.allow_remote):
+        bad("num_actors", o.num_actors, "at least 1 local actor is needed unless online.allow_remote=True "
+            "lets actors on other machines feed the replay")
+    for field in ("envs_per_actor", "num_candidates", "total_env_steps", "min_replay_size",
                   "online_batch_size", "offline_batch_size", "publish_interval", "weight_sync_interval",
                   "eval_interval", "eval_episodes", "log_interval"):
         if int(o[field]) < 1:
