@@ -12,6 +12,7 @@ server, so the bench and the offline tools can use `VectorActor` without it.
 from __future__ import annotations
 
 import json
+import os
 import math
 import re
 import signal
@@ -51,6 +52,15 @@ def load_config_json(path) -> "Any":
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"The run config {path} is not valid JSON ({e}); it should be the file the "
                           "supervisor wrote with cfg.to_json().") from None
+
+
+def load_run_inputs(config_json: str, dataset_meta: str | None, run_dir: str | None, seed: int | None):
+    """(cfg, meta, run_dir, seed) for an actor or evaluator program, with the supervisor's defaults:
+    dataset_meta.json and the run directory beside the config, the config's seed."""
+    base = os.path.dirname(config_json) or "."
+    cfg = load_config_json(config_json)
+    meta = load_dataset_meta(dataset_meta or os.path.join(base, "dataset_meta.json"))
+    return cfg, meta, run_dir or base, cfg.seed if seed is None else seed
 
 
 def load_dataset_meta(path) -> dict:

@@ -11,7 +11,6 @@ flush and exit cleanly) or until --max_env_steps. Episode returns go to
 """
 from __future__ import annotations
 
-import os
 import sys
 
 from absl import app, flags
@@ -39,15 +38,11 @@ def main(argv):
     # Actors share the cores with the learner and other actors; torch's
     # one-thread-per-core default spin-waits and runs ~50x slower then.
     torch.set_num_threads(1)
-    from actor.actor_loop import load_config_json, load_dataset_meta, run_actor
+    from actor.actor_loop import load_run_inputs, run_actor
     from errors import UserFacingError
 
     try:
-        cfg = load_config_json(FLAGS.config_json)
-        meta = load_dataset_meta(FLAGS.dataset_meta or os.path.join(
-            os.path.dirname(FLAGS.config_json) or ".", "dataset_meta.json"))
-        run_dir = FLAGS.run_dir or os.path.dirname(FLAGS.config_json) or "."
-        seed = cfg.seed if FLAGS.seed is None else FLAGS.seed
+        cfg, meta, run_dir, seed = load_run_inputs(FLAGS.config_json, FLAGS.dataset_meta, FLAGS.run_dir, FLAGS.seed)
         run_actor(cfg, meta, FLAGS.replay_address, FLAGS.actor_id, seed, run_dir,
                   max_env_steps=FLAGS.max_env_steps or None, connect_timeout_s=FLAGS.connect_timeout_s)
     except UserFacingError as e:

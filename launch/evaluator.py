@@ -17,7 +17,6 @@ weight versions are compared on the same episodes' starts (common random numbers
 """
 from __future__ import annotations
 
-import os
 import sys
 import threading
 import time
@@ -172,15 +171,11 @@ def main(argv):
     import torch
 
     torch.set_num_threads(1)   # shares the cores with learner and actors (see configs/quickstart.py)
-    from actor.actor_loop import load_config_json, load_dataset_meta
+    from actor.actor_loop import load_run_inputs
     from errors import UserFacingError
 
     try:
-        cfg = load_config_json(FLAGS.config_json)
-        meta = load_dataset_meta(FLAGS.dataset_meta or os.path.join(
-            os.path.dirname(FLAGS.config_json) or ".", "dataset_meta.json"))
-        run_dir = FLAGS.run_dir or os.path.dirname(FLAGS.config_json) or "."
-        seed = cfg.seed if FLAGS.seed is None else FLAGS.seed
+        cfg, meta, run_dir, seed = load_run_inputs(FLAGS.config_json, FLAGS.dataset_meta, FLAGS.run_dir, FLAGS.seed)
         run_evaluator(cfg, meta, FLAGS.replay_address, seed, run_dir, connect_timeout_s=FLAGS.connect_timeout_s)
     except UserFacingError as e:
         print(f"evaluator: {e}", file=sys.stderr, flush=True)
