@@ -36,6 +36,15 @@ def cosine_decay(total_steps: int):
     return factor
 
 
+def fused_kwargs(device: torch.device) -> dict:
+    """Fused Adam / AdamW: one kernel over all of an optimiser's tensors instead of ~10 ops per tensor.
+
+    Same update rule (parameters agree to float rounding, docs/performance.md); measured x1.07-1.16
+    per whole learner step on CPU.
+    """
+    return {"fused": True} if device.type in ("cpu", "cuda") else {}
+
+
 def ema_update(target: nn.Module, source: nn.Module, rate: float) -> None:
     """target ← (1 − rate)·target + rate·source, parameters only (IDQL Algorithm 1)."""
     with torch.no_grad():
@@ -50,8 +59,9 @@ class Learner:
         self.critic = TwinQ(obs_dim, act_dim, cfg.critic_hidden).to(device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.value = ValueNet(obs_dim, cfg.critic_hidden).to(device)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
-        self.value_opt = torch.optim.Adam(self.value.parameters(), lr=cfg.value_lr)
+        fused = fused_kwargs(device)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr, **fused)
+        self.value_opt = torch.optim.Adam(self.value.parameters(), lr=cfg.value_lr, **fused)
         self.modules: dict[str, nn.Module] = {"critic": self.critic, "critic_target": self.critic_target,
                                               "value": self.value}
         self.optimizers = {"critic": self.critic_opt, "value": self.value_opt}
@@ -60,7 +70,7 @@ class Learner:
         if self.algorithm == "iql":
             # --- explicit Gaussian actor trained by AWR (IQL baseline) ---
             self.actor = GaussianActor(obs_dim, act_dim, cfg.iql.hidden).to(device)
-            self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.iql.actor_lr)
+            self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.iql.actor_lr, **fused)
             self.modules["actor"] = self.actor
             self.optimizers["actor"] = self.actor_opt
             self.schedulers["actor"] = torch.optim.lr_scheduler.LambdaLR(
@@ -72,7 +82,8 @@ class Learner:
                                               inner=d.inner, num_blocks=d.num_blocks, dropout=d.dropout,
                                               time_dim=d.time_dim).to(device)
             self.behavior_ema = copy.deepcopy(self.behavior).requires_grad_(False).eval()
-            self.behavior_opt = torch.optim.AdamW(self.behavior.parameters(), lr=d.lr, weight_decay=d.weight_decay)
+            self.behavior_opt = torch.optim.AdamW(self.behavior.parameters(), lr=d.lr, weight_decay=d.weight_decay,
+                                                  **fused)
             self.modules.update(behavior=self.behavior, behavior_ema=self.behavior_ema)
             self.optimizers["behavior"] = self.behavior_opt
             self.schedulers["behavior"] = torch.optim.lr_scheduler.LambdaLR(
@@ -83,7 +94,7 @@ class Learner:
             self.alpha_net = MultiplierNet(obs_dim, m.hidden).to(device)
             self.beta_net = MultiplierNet(obs_dim, m.hidden).to(device)
             self.multiplier_opt = torch.optim.Adam(
-                [*self.alpha_net.parameters(), *self.beta_net.parameters()], lr=m.lr)
+                [*self.alpha_net.parameters(), *self.beta_net.parameters()], lr=m.lr, **fused)
             self.modules.update(alpha=self.alpha_net, beta=self.beta_net)
             self.optimizers["multipliers"] = self.multiplier_opt
 

@@ -66,7 +66,10 @@ class LNResNet(nn.Module):
         self.out = nn.Linear(width, act_dim)
 
     def forward(self, noisy_action: torch.Tensor, obs: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """t: one step per row [rows], or a single step [1] shared by every row (sampling)."""
         temb = self.time_mlp(self.time_features(t))
+        if temb.shape[0] != noisy_action.shape[0]:
+            temb = temb.expand(noisy_action.shape[0], -1)   # same embedding, computed once
         x = self.inp(torch.cat([noisy_action, obs, temb], dim=-1))
         for block in self.blocks:
             x = block(x)
@@ -113,7 +116,7 @@ class DiffusionBehavior(nn.Module):
         rows = obs.repeat_interleave(num_candidates, dim=0)  # [B*N, obs], state-major
         x = torch.randn(rows.shape[0], self.act_dim, device=obs.device, dtype=obs.dtype, generator=generator)
         for t in reversed(range(self.num_steps)):
-            tt = torch.full((rows.shape[0],), t, device=obs.device, dtype=torch.long)
+            tt = torch.full((1,), t, device=obs.device, dtype=torch.long)   # one t for all rows
             eps = self.noise_net(x, rows, tt)
             x = (x - self.betas[t] / (1 - self.alpha_bars[t]).sqrt() * eps) / self.alphas[t].sqrt()
             if t > 0:
