@@ -85,17 +85,6 @@ def env_source(meta: Mapping[str, Any]) -> str:
     return meta.get("env_spec_json") or meta["env_id"]
 
 
-def acting_weighting(cfg, override: str = "") -> str:
-    """`override`, else the weighting the algorithm's paper pairs it with.
-
-    Mirrors `learner.agent.natural_weighting` (tests check they agree): actors
-    may not import the learner package (CONVENTIONS.md).
-    """
-    if override:
-        return override
-    return {"aligniql": "align", "aligniql_hard": "align_hard", "idql": cfg.critic_loss}.get(cfg.algorithm, "greedy")
-
-
 def policy_generator(seed: int, stream: int) -> torch.Generator:
     """Private generator so candidate sampling never touches torch's global RNG.
 
@@ -241,7 +230,7 @@ class VectorActor:
     def __init__(self, cfg, meta: Mapping[str, Any], seed: int, actor_id: int = 0,
                  num_envs: Optional[int] = None, mode: Optional[str] = None, device="cpu"):
         from actor.envs import make_vector_env
-        from networks.factory import build_acting_modules, make_policy
+        from networks.factory import build_acting_modules, make_policy, natural_weighting
 
         o = cfg.online
         self.num_envs = int(num_envs or o.envs_per_actor)
@@ -257,7 +246,7 @@ class VectorActor:
                 f"{act_dim}, but the dataset (and so the networks) have {meta['obs_dim']} and {meta['act_dim']}. "
                 "dataset_meta.json must describe the dataset the learner was trained on.")
         self.modules = build_acting_modules(cfg, obs_dim, act_dim, self.device)
-        self.policy = make_policy(cfg, self.modules, acting_weighting(cfg, o.exploration_weighting),
+        self.policy = make_policy(cfg, self.modules, natural_weighting(cfg, o.exploration_weighting),
                                   mode or o.exploration, int(o.num_candidates))
         self.generator = policy_generator(seed, actor_id)
         self.transform = RewardTransform.from_dict(meta["reward_transform"])

@@ -71,7 +71,7 @@ def actor_setup(env_id: str = "Hopper-v5", checkpoint: str | None = None):
     """(cfg, meta, weighting, acting params or None): the finetune config, or the checkpoint's networks."""
     import gymnasium as gym
 
-    from actor.actor_loop import acting_weighting
+    from networks.factory import natural_weighting
     from configs import finetune
 
     cfg = finetune.get_config()
@@ -90,7 +90,7 @@ def actor_setup(env_id: str = "Hopper-v5", checkpoint: str | None = None):
     meta = {"obs_dim": int(np.prod(probe.observation_space.shape)), "act_dim": int(np.prod(probe.action_space.shape)),
             "env_id": env_id, "env_spec_json": None, "reward_transform": {"scale": 1.0, "shift": 0.0}}
     probe.close()
-    return cfg, meta, acting_weighting(cfg, cfg.online.exploration_weighting), params
+    return cfg, meta, natural_weighting(cfg, cfg.online.exploration_weighting), params
 
 
 def load_modules(modules: dict, params) -> None:

@@ -55,11 +55,11 @@ def run_evaluator(cfg, meta: Mapping[str, Any], replay_address: str, seed: int, 
     """Evaluate until `stop_event` is set (or SIGTERM in the main thread); returns the rows written."""
     import torch
 
-    from actor.actor_loop import (EVAL_SEED_OFFSET, JsonlLog, StopRequested, SignalStop, acting_weighting,
+    from actor.actor_loop import (EVAL_SEED_OFFSET, JsonlLog, StopRequested, SignalStop,
                                   default_log, env_source, load_weights, stop_aware_log, wait_for_first_weights)
     from actor.envs import make_env
     from actor.evaluator import evaluate
-    from networks.factory import build_acting_modules, make_policy
+    from networks.factory import build_acting_modules, make_policy, natural_weighting
     from replay import ONLINE_TABLE, WEIGHTS_TABLE
     from replay.sampler import table_stats
     from replay.weights import WeightSubscriber
@@ -77,7 +77,7 @@ def run_evaluator(cfg, meta: Mapping[str, Any], replay_address: str, seed: int, 
     rows: list[dict] = []
 
     modules = build_acting_modules(cfg, int(meta["obs_dim"]), int(meta["act_dim"]), device)
-    weighting = acting_weighting(cfg, cfg.eval.weighting)
+    weighting = natural_weighting(cfg, cfg.eval.weighting)
     policy = make_policy(cfg, modules, weighting, o.eval_mode, int(o.num_candidates))
     state = {"version": None, "evaluated": None}
 

@@ -19,14 +19,9 @@ from torch import nn
 from learner.losses import multiplier_losses, value_loss
 from networks.diffusion import DiffusionBehavior
 from networks.mlp import GaussianActor, MultiplierNet, TwinQ, ValueNet
-from networks.factory import acting_params, make_policy
+from networks.factory import acting_params, make_policy, natural_weighting
 
 ALGORITHMS = ("aligniql", "aligniql_hard", "idql", "iql")
-
-
-def natural_weighting(cfg) -> str:
-    """The candidate weighting an algorithm's paper pairs it with."""
-    return {"aligniql": "align", "aligniql_hard": "align_hard", "idql": cfg.critic_loss}.get(cfg.algorithm, "greedy")
 
 
 def cosine_decay(total_steps: int):
@@ -188,7 +183,7 @@ class Learner:
     # ------------------------------------------------------------------ acting
     def acting_policy(self, weighting: str | None = None, mode: str = "argmax", num_candidates: int = 16):
         """The policy an evaluator runs (EMA μ, target critic, V, multipliers), same code as actors'."""
-        return make_policy(self.cfg, self.modules, weighting or natural_weighting(self.cfg), mode, num_candidates)
+        return make_policy(self.cfg, self.modules, natural_weighting(self.cfg, weighting or ""), mode, num_candidates)
 
     def acting_params(self) -> dict:
         """Flat numpy weights of the acting networks, as published to actors."""

@@ -26,6 +26,16 @@ ACTING_MODULES = {
 }
 
 
+def natural_weighting(cfg, override: str = "") -> str:
+    """`override`, else the candidate weighting each algorithm's paper pairs it with.
+
+    Shared here because the learner's evaluation and the actors must agree on it.
+    """
+    if override:
+        return override
+    return {"aligniql": "align", "aligniql_hard": "align_hard", "idql": cfg.critic_loss}.get(cfg.algorithm, "greedy")
+
+
 def build_acting_modules(cfg, obs_dim: int, act_dim: int, device="cpu") -> dict[str, nn.Module]:
     """Fresh modules with the learner's architecture, in eval mode, no gradients."""
     modules: dict[str, nn.Module] = {"critic_target": TwinQ(obs_dim, act_dim, cfg.critic_hidden),

@@ -19,7 +19,8 @@ import torch
 
 pytest.importorskip("reverb")
 
-from actor.actor_loop import acting_weighting, run_actor  # noqa: E402
+from actor.actor_loop import run_actor  # noqa: E402
+from networks.factory import natural_weighting  # noqa: E402
 from configs import finetune  # noqa: E402
 from networks.factory import acting_params, build_acting_modules, load_acting_params, make_policy  # noqa: E402
 from replay import TRANSITION_FIELDS  # noqa: E402
@@ -59,7 +60,7 @@ def params_for(cfg, key):
 def policy_for(cfg, params):
     modules = build_acting_modules(cfg, OBS, ACT)
     load_acting_params(modules, params)
-    return make_policy(cfg, modules, acting_weighting(cfg, cfg.online.exploration_weighting),
+    return make_policy(cfg, modules, natural_weighting(cfg, cfg.online.exploration_weighting),
                        cfg.online.exploration, cfg.online.num_candidates)
 
 
@@ -135,15 +136,14 @@ def rows_of(batch):
     return [r.tobytes() for r in flat]
 
 
-def test_weighting_mirrors_learner():
-    from learner.agent import natural_weighting
-
+def test_each_algorithm_acts_with_its_papers_weighting():
     cfg = tiny_config()
+    expected = {"aligniql": "align", "aligniql_hard": "align_hard", "iql": "greedy"}
     for algorithm in ("aligniql", "aligniql_hard", "idql", "iql"):
         for loss in ("expectile", "quantile", "exponential"):
             cfg.algorithm, cfg.critic_loss = algorithm, loss
-            assert acting_weighting(cfg) == natural_weighting(cfg)
-    assert acting_weighting(cfg, "greedy") == "greedy"
+            assert natural_weighting(cfg) == expected.get(algorithm, loss)   # IDQL: weights of its critic loss
+    assert natural_weighting(cfg, "greedy") == "greedy"
 
 
 def test_actor_writes_exact_transitions(server, tmp_path):
