@@ -1,0 +1,1 @@
+"""Documentation helpers that generate figures (`python -m docs.bandit_figure`)."""

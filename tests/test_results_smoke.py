@@ -1,0 +1,101 @@
+"""The comparison study end to end at the tiny budget, and the bandit figure.
+
+`python -m launch.results --budget=tiny` on a small made Hopper dataset (stand-in behaviour
+policy) in a temp Minari store: 5 pretraining runs of ~100 steps, 2 finetuning runs of a few
+hundred environment steps with a real Reverb server, then a final evaluation of the 7 last checkpoints. What is checked is that the study runs,
+writes results.md with both tables and the PNGs, skips finished runs when run again, and
+that --only_report works; not learning quality.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import make_store
+
+ROOT = Path(__file__).resolve().parents[1]
+DATASET_ID = "local/hopper/results-tiny-v0"
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    store = make_store(tmp_path_factory, DATASET_ID, 2000)
+    out = tmp_path_factory.mktemp("results")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env.update(MINARI_DATASETS_PATH=str(store), HOME=str(out), PYTHONUNBUFFERED="1")
+    cmd = [sys.executable, "-m", "launch.results", "--budget=tiny", f"--out_dir={out / 'docs'}",
+           f"--runs_dir={out / 'runs'}", f"--datasets={DATASET_ID}"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return {"out": out, "cmd": cmd, "env": env, "stdout": proc.stdout}
+
+
+@pytest.mark.timeout(300)
+def test_tiny_study_writes_tables_and_figures(study):
+    docs = study["out"] / "docs"
+    text = (docs / "results.md").read_text()
+    assert "## Offline pretraining: the last checkpoint" in text
+    assert "## Online finetuning: after pretraining → at the end" in text
+    assert "## Reproducing the papers' tables (GPU, real D4RL data)" in text
+    for label in ("IQL (Gaussian + AWR)", "IDQL (greedy argmax-Q)", "AlignIQL η=+1", "AlignIQL η=−1",
+                  "AlignIQL-hard"):
+        row = next(line for line in text.splitlines() if line.startswith("| hopper-results-tiny") and label in line)
+        assert "not run" not in row, row
+    online_rows = [line for line in text.splitlines()
+                   if line.startswith("| hopper-results-tiny | AlignIQL η=−1 | ")]
+    assert {"argmax", "implicit"} <= {r.split("|")[3].strip() for r in online_rows}, online_rows
+    assert all("not run" not in r for r in online_rows), online_rows
+    assert "wall time (measured)" in text
+    slug = DATASET_ID.replace("/", "_")
+    for name in (f"offline_{slug}.png", f"online_{slug}_argmax.png", f"online_{slug}_implicit.png", "bandit.png"):
+        png = docs / "figures" / name
+        assert png.exists() and png.stat().st_size > 5_000, name
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    runs = study["out"] / "runs" / "tiny"
+    assert len(list((runs / "pretrain").glob("*/summary.json"))) == 5
+    assert len(list((runs / "finetune").glob("*/summary.json"))) == 2
+    # every last checkpoint evaluated once more (the tables' numbers), none marked as missing
+    assert len(list(runs.glob("*/*/final_eval.json"))) == 7
+    assert "‡" not in "".join(line for line in text.splitlines() if line.startswith("| hopper-results-tiny"))
+
+
+@pytest.mark.timeout(120)
+def test_rerun_skips_finished_runs_and_only_report(study):
+    env, cmd = study["env"], study["cmd"]
+    runs = study["out"] / "runs" / "tiny"
+    before = {p: p.stat().st_mtime for p in runs.glob("*/*/summary.json")}
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=110)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "5 already done, 0 to run" in proc.stdout and "2 already done, 0 to run" in proc.stdout
+    assert "7 already done, 0 to run" in proc.stdout
+    assert before == {p: p.stat().st_mtime for p in runs.glob("*/*/summary.json")}
+    (study["out"] / "docs" / "results.md").unlink()
+    proc = subprocess.run(cmd + ["--only_report"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=110)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "AlignIQL-hard" in (study["out"] / "docs" / "results.md").read_text()
+    invocations = json.loads((runs / "study.json").read_text())["invocations"]
+    assert len(invocations) == 1        # runs that ran nothing do not count towards the wall time
+
+
+@pytest.mark.timeout(60)
+def test_bandit_figure(tmp_path):
+    from docs import bandit_figure
+
+    out = bandit_figure.main([f"--out={tmp_path / 'bandit.png'}"])
+    assert out.exists() and out.stat().st_size > 20_000
+    res = bandit_figure.compute()
+    v = res["bandit"].v
+    q = res["bandit"].q
+    rows = {label.split("\n")[0]: row for label, row in res["rows"].items()}
+    spread = float(q.max() - q.min())
+    # AlignIQL-hard's multipliers (Eq. 11 solved with the learner's loss) align the policy: E_π[Q] = V.
+    assert abs(rows["AlignIQL-hard"]["implicit"] - v) < 0.01 * spread
+    # IDQL's expectile weights are aligned with the exact expectile V; greedy and η = −1 are not.
+    assert abs(rows["IDQL expectile"]["implicit"] - v) < 1e-6 * spread + 1e-9
+    assert rows["greedy"]["implicit"] - v > 0.2 * spread
+    assert rows["AlignIQL η=−1"]["implicit"] > v
