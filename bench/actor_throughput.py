@@ -301,60 +301,6 @@ def bf16_check_rows(env_id: str = "Hopper-v5", ns=(16, 64, 256), num_states: int
     return out
 
 
-def sample_time_embedding_once(behavior, obs, num_candidates, generator=None):
-    """Proposed DiffusionBehavior.sample: the time embedding (Fourier features + time MLP) computed once
-    per denoising step for one row and broadcast, instead of once per row; everything else as in
-    networks/diffusion.py (same noise, same update, same clipping)."""
-    import torch.nn.functional as F
-
-    with torch.no_grad():
-        b = obs.shape[0]
-        net = behavior.noise_net
-        rows = obs.repeat_interleave(num_candidates, dim=0)
-        x = torch.randn(rows.shape[0], behavior.act_dim, device=obs.device, dtype=obs.dtype, generator=generator)
-        for t in reversed(range(behavior.num_steps)):
-            tt = torch.full((1,), t, device=obs.device, dtype=torch.long)
-            temb = net.time_mlp(net.time_features(tt)).expand(rows.shape[0], -1)
-            h = net.inp(torch.cat([x, rows, temb], dim=-1))
-            for block in net.blocks:
-                h = block(h)
-            eps = net.out(F.silu(h))
-            x = (x - behavior.betas[t] / (1 - behavior.alpha_bars[t]).sqrt() * eps) / behavior.alphas[t].sqrt()
-            if t > 0:
-                z = torch.randn(x.shape, device=x.device, dtype=x.dtype, generator=generator)
-                x = x + behavior.betas[t].sqrt() * z
-            x = x.clamp(-1.0, 1.0)
-        return x.view(b, num_candidates, behavior.act_dim)
-
-
-def sampler_rows(env_id: str = "Hopper-v5", shapes=((1, 16), (8, 16), (8, 64), (32, 256)), seconds: float = 1.0,
-                 checkpoint: str | None = None, progress=None) -> list[dict]:
-    """μ's sampling time as in networks/diffusion.py vs with the time embedding computed once per step."""
-    from networks.factory import build_acting_modules
-
-    cfg, meta, _, params = actor_setup(env_id, checkpoint)
-    modules = build_acting_modules(cfg, meta["obs_dim"], meta["act_dim"])
-    load_modules(modules, params)
-    beh = modules["behavior_ema"]
-    out = []
-    for envs, n in shapes:
-        obs = torch.randn(envs, meta["obs_dim"], generator=torch.Generator().manual_seed(envs))
-        a = beh.sample(obs, n, torch.Generator().manual_seed(0))
-        c = sample_time_embedding_once(beh, obs, n, torch.Generator().manual_seed(0))
-        t_now = t_new = float("inf")
-        for _ in range(2):   # interleaved, best of each
-            t_now = min(t_now, _best(lambda: beh.sample(obs, n, torch.Generator().manual_seed(0)), seconds / 2))
-            t_new = min(t_new, _best(lambda: sample_time_embedding_once(beh, obs, n, torch.Generator().manual_seed(0)),
-                                     seconds / 2))
-        r = row("actor", f"cpu, μ sampling only, {envs} states x N={n} candidates, {network_text(cfg)}",
-                "μ sampling, time embedding once per step (proposed): speed-up", t_now / t_new, "x",
-                f"{t_now * 1e3:.2f} ms → {t_new * 1e3:.2f} ms; max |Δa| {float((a - c).abs().max()):.1e}")
-        out.append(r)
-        if progress:
-            progress([r])
-    return out
-
-
 def main(argv):
     del argv
     from absl import flags
@@ -372,8 +318,6 @@ def main(argv):
     if f.bf16:
         bf16_check_rows(f.env, [int(x) for x in f.num_candidates], checkpoint=f.checkpoint,
                         seconds=0.5 if f.short else 1.5, progress=show)
-    if f.sampler:
-        sampler_rows(f.env, seconds=0.6 if f.short else 2.0, checkpoint=f.checkpoint, progress=show)
     print("\n" + machine_line())
 
 
@@ -386,7 +330,6 @@ def define_flags():
     flags.DEFINE_list("num_candidates", ["16", "64", "256"], "N values.")
     flags.DEFINE_list("envs_per_actor", ["1", "8", "32"], "Vector environment sizes.")
     flags.DEFINE_bool("bf16", False, "Also run the policy pass in bfloat16 (autocast) and check its quality.")
-    flags.DEFINE_bool("sampler", False, "Also time μ's sampler with the time embedding computed once per step.")
     flags.DEFINE_string("checkpoint", None, "Pretraining / learner checkpoint whose acting networks to use "
                         "(its config's sizes); default: random-init networks of configs/finetune.py.")
 

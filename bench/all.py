@@ -7,10 +7,10 @@
 
 Rows come from the benchmark modules' row functions:
   learner   bench.learner_throughput.rows   updates/s of each update at paper and quickstart sizes, beside
-            the same update's GEMMs alone (bench.matmul_bound) and with fused Adam (the proposed patch)
-  actor     bench.actor_throughput.throughput_rows / bf16_check_rows / sampler_rows   env steps/s of one
+            the same update's GEMMs alone (bench.matmul_bound) with torch's default Adam and with fused Adam (as applied)
+  actor     bench.actor_throughput.throughput_rows / bf16_check_rows   env steps/s of one
             actor process (raw env, argmax, implicit; N x envs per actor), bf16 policy pass and its
-            quality check, μ's sampler with the time embedding computed once
+            quality check
   replay    bench.replay_throughput's writer and sampler processes: inserts/s and batches/s over loopback
   scaling   bench.scaling.rows   env steps/s of the whole finetuning system with 1, 2, 4 actors
 
@@ -124,8 +124,6 @@ def main(argv=None) -> int:
             table += timed("actor", lambda: actor_throughput.bf16_check_rows(
                 ns=(16, 256) if short else (16, 64, 256), checkpoint=ckpt, seconds=0.5 if short else 2.0,
                 progress=progress))
-            table += timed("actor", lambda: actor_throughput.sampler_rows(
-                seconds=0.6 if short else 3.0, progress=progress))
         if "replay" in only:
             table += timed("replay", lambda: replay_rows(
                 inserts=3000 if short else 10_000, sample_seconds=1.5 if short else 4.0, progress=progress))

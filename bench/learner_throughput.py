@@ -12,7 +12,7 @@ inner 1024 / 3 blocks, T = 5; quickstart sizes from configs/quickstart.py.
 
 Beside each update: the same update's matrix products alone (bench.matmul_bound:
 every forward and backward GEMM of that update, same shapes, back to back), the
-ratio GEMM time / step time, and the same update with the proposed speed-up
+ratio GEMM time / step time, and the same update with fused Adam (as applied) against torch's default Adam
 (fused Adam / AdamW, docs/performance.md), measured in the same run and
 interleaved with the default so that both see the same machine load. Figures
 are the best of a few windows (the machine is shared with other work).
@@ -75,24 +75,25 @@ def describe(cfg, device, obs_dim: int, act_dim: int) -> str:
             f"obs {obs_dim}/act {act_dim}")
 
 
-def use_fused_optimizers(learner: Learner) -> Learner:
-    """The proposed patch, applied from outside: every Adam / AdamW rebuilt with fused=True.
+def set_fused_optimizers(learner: Learner, fused: bool) -> Learner:
+    """Every Adam / AdamW rebuilt fused (as learner/agent.py builds them) or with torch's default
+    unfused implementation (the code before that change), so both are timed in one run.
 
     Same hyperparameters and state (state_dict round trip); the LR schedulers are pointed
-    at the new optimisers. This is what `docs/performance.md` proposes for learner/agent.py.
+    at the new optimisers.
     """
-    def fused(opt):
+    def rebuild(opt):
         cls = type(opt)
         accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "params", "foreach", "fused"}
         group = {k: v for k, v in opt.param_groups[0].items() if k in accepted}
-        new = cls([p for g in opt.param_groups for p in g["params"]], **group, fused=True)
+        new = cls([p for g in opt.param_groups for p in g["params"]], **group, fused=fused or None)
         new.load_state_dict(opt.state_dict())
-        for g in new.param_groups:     # load_state_dict brought back the old group's fused=None
-            g["fused"], g["foreach"] = True, None
+        for g in new.param_groups:     # load_state_dict brought back the old group's flags
+            g["fused"], g["foreach"] = (fused or None), None
         return new
 
     for name, opt in list(learner.optimizers.items()):
-        new = fused(opt)
+        new = rebuild(opt)
         learner.optimizers[name] = new
         attr = {"critic": "critic_opt", "value": "value_opt", "behavior": "behavior_opt", "actor": "actor_opt",
                 "multipliers": "multiplier_opt"}[name]
@@ -110,8 +111,7 @@ def build(cfg, device, obs_dim: int, act_dim: int, fused: bool = False, seed: in
     torch.manual_seed(seed)
     learner = Learner(cfg, obs_dim, act_dim, torch.device(device))
     learner.train(True)
-    if fused:
-        use_fused_optimizers(learner)
+    set_fused_optimizers(learner, fused)
     n = max(cfg.critic_batch_size, cfg.actor_batch_size)
     batch = make_batch(n, obs_dim, act_dim, torch.device(device))
     return learner, batch
@@ -245,7 +245,7 @@ def define_flags():
     flags.DEFINE_float("seconds", 4.0, "Measurement time per figure (split over a few windows).")
     flags.DEFINE_integer("obs_dim", 17, "Observation size (HalfCheetah: 17).")
     flags.DEFINE_integer("act_dim", 6, "Action size (HalfCheetah: 6).")
-    flags.DEFINE_bool("fused", True, "Also time the updates with fused Adam / AdamW (the proposed patch).")
+    flags.DEFINE_bool("fused", True, "Also time the updates with fused Adam / AdamW (as learner/agent.py builds them).")
     flags.DEFINE_list("configs", list(CONFIG_KEYS), f"Which sizes: {', '.join(CONFIG_KEYS)}.")
     flags.DEFINE_bool("compile", False, "Also time torch.compile'd updates (compile time reported apart).")
 

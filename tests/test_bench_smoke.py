@@ -66,7 +66,6 @@ def test_actor_rows():
 
     check_rows(at.throughput_rows(seconds=0.02, ns=(4,), envs=(2,), bf16=True))
     check_rows(at.bf16_check_rows(ns=(4,), num_states=16, timing_batch=2, seconds=0.02))
-    check_rows(at.sampler_rows(shapes=((2, 4),), seconds=0.02))
 
 
 def test_replay_rows():
