@@ -534,6 +534,13 @@ def offline_figure(records: dict, dataset: str, methods: list[str], behaviour: d
                 label = "IDQL (eval.weighting=greedy: the argmax policy again)"
             _band(ax, xs, label, COLOURS.get(method, None), dashed=(method == "idql"))
             any_line = True
+            fkey = "score" if curve_key == "curve" else "score_implicit"
+            fin = [r[fkey] for r in recs if r["final"] and r[fkey] is not None]
+            if fin and use_score:
+                x_end = max(r["step"] for r in recs)
+                spread = 0.012 * x_end * (methods.index(method) - (len(methods) - 1) / 2)
+                ax.errorbar([x_end + spread], [np.mean(fin)], yerr=[np.std(fin)],
+                            fmt="D", ms=6, mfc="none", capsize=3, color=COLOURS.get(method, None))
         b = behaviour.get(f"{key}_mean")
         if b is not None:
             ax.axhline(b, color="k", ls="--", lw=1, label=f"behaviour data ({b:.1f})")
@@ -545,8 +552,9 @@ def offline_figure(records: dict, dataset: str, methods: list[str], behaviour: d
     if not any_line:
         plt.close(fig)
         return None
-    fig.suptitle(f"offline pretraining on {dataset}: last-evaluation curves, mean ± std over seeds "
-                 f"(IDQL dashed: under argmax it is the same policy as AlignIQL η=−1)", fontsize=10)
+    fig.suptitle(f"offline pretraining on {dataset}: in-training evaluations (lines), final evaluation of the last "
+                 f"checkpoint (diamonds); mean ± std over seeds\nIDQL dashed: under argmax it is the same policy as "
+                 f"AlignIQL η=−1 (the lines coincide)", fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
