@@ -92,16 +92,6 @@ def apply(cfg, overrides: dict):
     return cfg
 
 
-def leaves(cfg, prefix: str = "") -> dict:
-    out = {}
-    for k, v in cfg.items():
-        if hasattr(v, "items"):
-            out |= leaves(v, f"{prefix}{k}.")
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def slug(dataset: str) -> str:
     s = dataset.replace("/", "_").replace(".hdf5", "").replace(".h5", "")
     return Path(s).name
@@ -253,10 +243,10 @@ def plan(c, root: Path) -> tuple[list[Run], list[Run]]:
                 ckpt = root / "pretrain" / f"{method}-{pre_over['algorithm']}-{slug(dataset)}-s{seed}" / "checkpoint.pt"
                 for recipe in c.recipes:
                     config_file = study.RECIPES[recipe][1]
-                    ft_default = leaves(load_config_file(config_file))
+                    ft_default = study.flat(load_config_file(config_file))
                     # Same networks and hyperparameters as the checkpoint: every field the
                     # pretraining config sets differently from the recipe's config file.
-                    same = {k: v for k, v in leaves(pre_cfg).items()
+                    same = {k: v for k, v in study.flat(pre_cfg).items()
                             if k not in ("name", "workdir") and not k.startswith("online.")
                             and ft_default.get(k, object()) != v}
                     name = f"{method}-{recipe}"
