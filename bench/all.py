@@ -12,6 +12,8 @@ Rows come from the benchmark modules' row functions:
             actor process (raw env, argmax, implicit; N x envs per actor), bf16 policy pass and its
             quality check
   replay    bench.replay_throughput's writer and sampler processes: inserts/s and batches/s over loopback
+  feed      bench.learner_feed.rows   online batches/s the learner can get and its time waiting for them,
+            replay server in another process (before / now) and hosted by the learner (the default)
   scaling   bench.scaling.rows   env steps/s of the whole finetuning system with 1, 2, 4 actors
 
 Progress goes to stderr as rows are measured; the table is printed at the end (and
@@ -28,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-BENCHES = ("learner", "actor", "replay", "scaling")
+BENCHES = ("learner", "actor", "replay", "feed", "scaling")
 
 
 def replay_rows(inserts: int = 10_000, writers: int = 3, batch_size: int = 256, sample_seconds: float = 4.0,
@@ -90,7 +92,7 @@ def main(argv=None) -> int:
     if bad:
         ap.error(f"unknown benchmark(s) {bad}; choose from {BENCHES}")
 
-    from bench import actor_throughput, learner_throughput, scaling
+    from bench import actor_throughput, learner_feed, learner_throughput, scaling
     from bench.learner_throughput import TABLE_HEAD, format_rows, machine_line
 
     short = args.short
@@ -127,6 +129,8 @@ def main(argv=None) -> int:
         if "replay" in only:
             table += timed("replay", lambda: replay_rows(
                 inserts=3000 if short else 10_000, sample_seconds=1.5 if short else 4.0, progress=progress))
+        if "feed" in only:
+            table += timed("feed", lambda: learner_feed.rows(seconds=1.5 if short else 4.0, progress=progress))
         if "scaling" in only:
             steps, warm, every = (1000, 400, 50) if short else (3000, 1000, 100)
             table += timed("scaling", lambda: scaling.rows(

@@ -17,7 +17,8 @@ Figures per run, from `summary.json` and `logs/learner.jsonl`:
     (time stamps), after learning has started, so start-up and warm-up are left out;
   * env steps/s over the whole run, start-up included (env steps / wall time);
   * learner V+Q updates/s over the same rows;
-  * the time-weighted fraction of the learner's time spent waiting on the rate limiter;
+  * the time-weighted fraction of the learner's time spent waiting for an online batch
+    (the rate limiter holding it to the update-to-data ratio, or sampling);
   * updates per env step after warm-up (summary.json).
 """
 from __future__ import annotations
@@ -69,7 +70,7 @@ def steady_state(learner_rows: list[dict]) -> dict:
         return {}
     a, b = rows[0], rows[-1]
     dt = b["time"] - a["time"]
-    waits = [(r["rate_limiter_wait_fraction"], r["time"] - p["time"]) for p, r in zip(rows, rows[1:])]
+    waits = [(r["batch_wait_fraction"], r["time"] - p["time"]) for p, r in zip(rows, rows[1:])]
     return {"env_steps_per_s": (b["env_steps"] - a["env_steps"]) / dt,
             "updates_per_s": (b["learner_step"] - a["learner_step"]) / dt,
             "wait_fraction": sum(w * d for w, d in waits) / max(sum(d for _, d in waits), 1e-9),
@@ -122,7 +123,7 @@ def rows(actors=(1, 2, 4), total_env_steps: int = 3000, min_replay_size: int = 1
                        "env steps/s", f"{s['env_steps']} env steps in {s['wall_time_s']:.0f} s"),
                    row("scaling", conf, "learner V+Q updates/s, steady state", st.get("updates_per_s", float("nan")),
                        "updates/s", f"{s['learner_steps']} learner steps in all"),
-                   row("scaling", conf, "learner time waiting on the rate limiter", st.get("wait_fraction", float("nan")),
+                   row("scaling", conf, "learner time waiting for a batch", st.get("wait_fraction", float("nan")),
                        "fraction", ""),
                    row("scaling", conf, "updates per env step after warm-up", s["updates_per_env_step_after_warmup"],
                        "updates/env step", "")]

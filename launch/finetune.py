@@ -6,8 +6,9 @@
     python -m launch.finetune --resume                            # continue after Ctrl-C / SIGTERM
 
 1. pretrains offline (launch.pretrain) unless --pretrained is given;
-2. starts the replay server, the learner, one evaluator and K actors as child processes
-   (each also runs alone: launch/replay_server.py, learner.py, evaluator.py, actor.py);
+2. starts the learner (which hosts the replay server, or with online.replay_in_learner=False
+   next to launch/replay_server.py), one evaluator and K actors as child processes
+   (each also runs alone: launch/learner.py, replay_server.py, evaluator.py, actor.py);
 3. supervises them: an actor that dies is restarted; the run ends after
    `online.total_env_steps` environment steps or on Ctrl-C / SIGTERM, stopping the
    children in order (actors, learner, evaluator, replay) so that learner and replay are
@@ -46,7 +47,7 @@ def check_online_config(o) -> None:
     if int(o.num_actors) < 0 or (int(o.num_actors) == 0 and not o.allow_remote):
         bad("num_actors", o.num_actors, "at least 1 local actor is needed unless online.allow_remote=True "
             "lets actors on other machines feed the replay")
-    for field in ("envs_per_actor", "num_candidates", "total_env_steps", "min_replay_size",
+    for field in ("envs_per_actor", "num_candidates", "sampler_workers", "prefetch_batches", "total_env_steps", "min_replay_size",
                   "online_batch_size", "offline_batch_size", "publish_interval", "weight_sync_interval",
                   "eval_interval", "eval_episodes", "log_interval"):
         if int(o[field]) < 1:
@@ -88,10 +89,14 @@ class Child:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def signal_stop(self) -> None:
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+
     def stop(self, timeout: float) -> None:
         if not self.alive():
             return
-        self.proc.send_signal(signal.SIGTERM)
+        self.signal_stop()
         try:
             self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -225,33 +230,43 @@ def run(cfg, pretrained: str | None, resume: bool) -> dict:
     (run_dir / "dataset_meta.json").write_text(json.dumps(meta, indent=2))
 
     # ---- 3. the processes ----
+    # The replay server runs inside the learner (online.replay_in_learner, the default: sampling then skips
+    # gRPC) or as a process of its own; either way it restores from and checkpoints to run_dir/replay.
     port = int(o.replay_port) or portpicker.pick_unused_port()
     address_file = run_dir / "logs" / "replay_address"
+    stopped_file = run_dir / "logs" / "learner_stopped"
     address_file.unlink(missing_ok=True)
+    stopped_file.unlink(missing_ok=True)
     common = [f"--config_json={config_json}", f"--run_dir={run_dir}"]
-    replay = Child("replay_server", ["launch.replay_server", f"--config_json={config_json}",
-                                     f"--obs_dim={dataset.obs_dim}", f"--act_dim={dataset.act_dim}",
-                                     f"--port={port}", f"--checkpoint_dir={run_dir / 'replay'}",
-                                     f"--address_file={address_file}"]
-                   + (["--allow_remote"] if o.allow_remote else []), run_dir)
-    replay.start()
-    deadline = time.time() + 120
+    serving = [f"--port={port}", f"--checkpoint_dir={run_dir / 'replay'}", f"--address_file={address_file}"] \
+        + (["--allow_remote"] if o.allow_remote else [])
+    local_address = f"localhost:{port}"
+    learner_args = ["launch.learner", *common, f"--pretrained={ckpt}", f"--stopped_file={stopped_file}"] \
+        + (["--resume"] if resume else [])
+    hosted = bool(o.replay_in_learner)
+    if hosted:
+        learner = Child("learner", learner_args + ["--host_replay", *serving, "--serve_after_stop_s=600"], run_dir)
+        server = learner
+    else:
+        server = Child("replay_server", ["launch.replay_server", f"--config_json={config_json}",
+                                         f"--obs_dim={dataset.obs_dim}", f"--act_dim={dataset.act_dim}",
+                                         *serving], run_dir)
+        learner = Child("learner", learner_args + [f"--replay_address={local_address}"], run_dir)
+    server.start()
+    deadline = time.time() + 300
     while not address_file.exists():
-        if not replay.alive() or time.time() > deadline:
-            raise UserFacingError(f"The replay server did not start:\n{replay.tail()}")
+        if not server.alive() or time.time() > deadline:
+            server.stop(30)
+            raise UserFacingError(f"The replay server did not start ({server.name}):\n{server.tail()}")
         time.sleep(0.2)
     address = address_file.read_text().strip()
-    local_address = f"localhost:{port}"
     client = connect_with_retry(local_address, 60.0)
-    learner = Child("learner", ["launch.learner", *common, f"--replay_address={local_address}",
-                                f"--pretrained={ckpt}"] + (["--resume"] if resume else []), run_dir)
     evaluator = Child("evaluator", ["launch.evaluator", *common, f"--replay_address={local_address}",
                                     f"--seed={cfg.seed}"], run_dir)
     actors = [Child(f"actor_{k}", ["launch.actor", *common, f"--replay_address={address}",
                                    f"--actor_id={k}", f"--seed={cfg.seed}"], run_dir)
               for k in range(int(o.num_actors))]
-    children = [learner, evaluator, *actors]
-    for child in children:
+    for child in ([] if hosted else [learner]) + [evaluator, *actors]:
         child.start()
 
     logger = RunLogger(run_dir, cfg.to_dict(), cfg.wandb, run_name=run_dir.name,
@@ -290,7 +305,7 @@ def run(cfg, pretrained: str | None, resume: bool) -> dict:
                           f"({actor.restarts}/{o.actor_restart_limit})", flush=True)
                     logger.log({"supervisor/actor_restarts": sum(a.restarts for a in actors)}, env_steps)
                     actor.start()
-            for child in (replay, learner, evaluator):
+            for child in dict.fromkeys((server, learner, evaluator)):
                 if not child.alive():
                     failure = f"{child.name} exited (code {child.proc.returncode}); last output:\n{child.tail()}"
             if failure:
@@ -314,10 +329,21 @@ def run(cfg, pretrained: str | None, resume: bool) -> dict:
         print("stopping: actors, learner, evaluator, replay server", flush=True)
         for actor in actors:
             actor.stop(30)
-        learner.stop(120)
-        evaluator.stop(300)
-        env_steps = table_stats(client)["inserts"] if replay.alive() else env_steps
-        replay.stop(300)
+        if hosted:
+            # SIGTERM once: the learner checkpoints itself and the replay, publishes its last weights and keeps
+            # serving them for the evaluator's final evaluation; the second SIGTERM then stops the server.
+            learner.signal_stop()
+            deadline = time.time() + 180
+            while learner.alive() and not stopped_file.exists() and time.time() < deadline:
+                time.sleep(0.2)
+            evaluator.stop(300)
+            env_steps = table_stats(client)["inserts"] if learner.alive() else env_steps
+            learner.stop(120)
+        else:
+            learner.stop(120)
+            evaluator.stop(300)
+            env_steps = table_stats(client)["inserts"] if server.alive() else env_steps
+            server.stop(300)
         forwarder.poll(env_steps)
         for s, h in old.items():
             signal.signal(s, h)

@@ -15,7 +15,6 @@ import json
 import signal
 import sys
 import threading
-import time
 from pathlib import Path
 
 from absl import app, flags, logging
@@ -32,41 +31,21 @@ _ALLOW_REMOTE = flags.DEFINE_bool("allow_remote", False, "Hand out this machine'
 _ADDRESS_FILE = flags.DEFINE_string("address_file", None, "Write the address here once the server is up.")
 
 
-def replay_spec(online, obs_dim: int, act_dim: int, checkpoint_dir: str | None):
-    from replay.server import ReplaySpec, samples_per_insert_for
-
-    return ReplaySpec(obs_dim=obs_dim, act_dim=act_dim, max_size=int(online.replay_max_size),
-                      samples_per_insert=samples_per_insert_for(online.online_batch_size,
-                                                                online.updates_per_env_step),
-                      min_size_to_sample=int(online.min_replay_size), checkpoint_dir=checkpoint_dir)
-
-
 def serve(cfg, obs_dim, act_dim, port, checkpoint_dir, allow_remote, address_file=None) -> None:
-    import reverb
-    from replay.server import checkpoint, start_server
+    from replay.host import ReplayHost, replay_spec
 
-    server, address = start_server(replay_spec(cfg.online, obs_dim, act_dim, checkpoint_dir),
-                                   port=port or None, allow_remote=allow_remote)
-    client = reverb.Client(f"localhost:{address.rsplit(':', 1)[1]}")
-    info = client.server_info()["online"]
-    print(f"replay server at {address}: {info.current_size} online transitions "
-          f"({'restored' if info.current_size else 'empty'}), "
-          f"{int(info.rate_limiter_info.insert_stats.completed)} inserted so far", flush=True)
-    if address_file:
-        Path(address_file).write_text(address)
+    host = ReplayHost(replay_spec(cfg.online, obs_dim, act_dim, checkpoint_dir), port=port or None,
+                      allow_remote=allow_remote,
+                      checkpoint_interval_s=float(cfg.online.replay_checkpoint_interval_s),
+                      address_file=address_file, say=lambda m: print(m, flush=True))
     stop = threading.Event()
     for s in (signal.SIGINT, signal.SIGTERM):
         signal.signal(s, lambda *_: stop.set())
-    interval = float(cfg.online.replay_checkpoint_interval_s)
-    last = time.monotonic()
     while not stop.wait(1.0):
-        if checkpoint_dir and time.monotonic() - last >= interval:
-            checkpoint(client)
-            last = time.monotonic()
-    if checkpoint_dir:
-        path = checkpoint(client)
+        pass
+    path = host.stop()
+    if path:
         print(f"replay checkpoint written to {path}", flush=True)
-    server.stop()
 
 
 def main(argv):

@@ -1,10 +1,11 @@
 """Online finetuning on the learner: mixed offline + online batches (IDQL section 4.2).
 
 Each iteration takes one batch of online transitions from the replay server
-(Reverb's batched dataset; the table's SampleToInsertRatio limiter blocks it
-so that the learner makes `updates_per_env_step` V+Q updates per environment
-step however many actors run) and one batch of offline transitions from the
-dataset held on the learner's device, then updates V and Q, optionally μ (IDQL
+(Reverb's batched dataset, fetched ahead by a background thread: learner/online_feed.py;
+the table's SampleToInsertRatio limiter holds it so that the learner makes
+`updates_per_env_step` V+Q updates per environment step however many actors
+run) and one batch of offline transitions from the dataset held on the
+learner's device, then updates V and Q, optionally μ (IDQL
 recipe 2: `mu_steps_per_update` μ steps per update) and the multipliers, and
 publishes the acting networks every `publish_interval` steps.
 
@@ -17,12 +18,12 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from errors import TrainingDiverged, UserFacingError
 from learner.agent import Learner
 from learner.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
+from learner.online_feed import OnlineFeed
 
 CHECKPOINT_NAME = "learner_checkpoint.pt"
 
@@ -57,6 +58,7 @@ class OnlineLearner:
         self.device = learner.device
         self._table_stats = table_stats
         self._make_sampler = lambda: OnlineSampler(replay_address, self.o.online_batch_size,
+                                                   num_workers_per_iterator=int(self.o.sampler_workers),
                                                    rate_limiter_timeout_ms=1000)
         self.publisher = WeightPublisher(replay_address)
         self.step = 0                       # online learner steps (V+Q updates)
@@ -90,17 +92,14 @@ class OnlineLearner:
         self.publisher.publish(self.learner.acting_params(), version=self.step)
 
     # ------------------------------------------------------------------ loop
-    def _mixed(self, online: dict) -> dict[str, torch.Tensor]:
+    def _mixed(self, online: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Online rows first, then offline rows: one batch for every update of this step."""
         off = self.offline.sample(self.o.offline_batch_size)
-
-        def t(x):   # Reverb hands out read-only arrays; copy before torch wraps them
-            return torch.as_tensor(np.array(x), device=self.device)
-        return {"obs": torch.cat([t(online["observation"]), off["obs"]]),
-                "act": torch.cat([t(online["action"]), off["act"]]),
-                "reward": torch.cat([t(online["reward"]), off["reward"]]),
-                "next_obs": torch.cat([t(online["next_observation"]), off["next_obs"]]),
-                "mask": torch.cat([t(online["discount"]), off["mask"]])}
+        return {"obs": torch.cat([online["observation"], off["obs"]]),
+                "act": torch.cat([online["action"], off["act"]]),
+                "reward": torch.cat([online["reward"], off["reward"]]),
+                "next_obs": torch.cat([online["next_observation"], off["next_obs"]]),
+                "mask": torch.cat([online["discount"], off["mask"]])}
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         learner, o = self.learner, self.o
@@ -128,21 +127,18 @@ class OnlineLearner:
         o = self.o
         self.learner.train(True)
         self.publish()
-        sampler = self._make_sampler()
+        held_last = self._table_stats(self.address)["learner_waiting_ms"]
+        feed = OnlineFeed(self._make_sampler, self.device, depth=int(o.prefetch_batches))
         nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
         waited = 0.0
         t_last, step_last, last_ckpt = time.time(), self.step, time.monotonic()
         try:
             while not self.stop_event.is_set() and (max_steps is None or self.step < max_steps):
                 t0 = time.perf_counter()
-                try:
-                    online = next(sampler)
-                except StopIteration:
-                    # The rate limiter held us for a second (warm-up, or actors stopped): check for stop.
-                    waited += time.perf_counter() - t0
-                    sampler = self._make_sampler()
-                    continue
+                online = feed.get(timeout=1.0)      # None: nothing for a second (warm-up, actors stopped)
                 waited += time.perf_counter() - t0
+                if online is None:
+                    continue
                 metrics = self.train_step(self._mixed(online))
                 for v in metrics.values():
                     nonfinite |= ~torch.isfinite(v)
@@ -156,10 +152,14 @@ class OnlineLearner:
                             f"its last good checkpoint in {self.run_dir} is intact.")
                     now = time.time()
                     stats = self._table_stats(self.address)
+                    span = max(now - t_last, 1e-9)
                     row = {"role": "learner", "time": now, "learner_step": self.step,
                            "env_steps": stats["inserts"],
-                           "learner_steps_per_second": (self.step - step_last) / max(now - t_last, 1e-9),
-                           "rate_limiter_wait_fraction": waited / max(now - t_last, 1e-9),
+                           "learner_steps_per_second": (self.step - step_last) / span,
+                           # time the update loop waited for an online batch, for any reason ...
+                           "batch_wait_fraction": waited / span,
+                           # ... and the server's time holding sample requests for the UTD ratio
+                           "rate_limiter_hold_fraction": (stats["learner_waiting_ms"] - held_last) / 1e3 / span,
                            "replay_size": stats["current_size"],
                            "replay_inserts": stats["inserts"], "replay_samples": stats["samples"],
                            "updates_per_env_step": stats["samples"] / o.online_batch_size /
@@ -167,10 +167,12 @@ class OnlineLearner:
                            **{k: float(v) for k, v in metrics.items()}}
                     self.log_file.write(json.dumps(row) + "\n")
                     t_last, step_last, waited = now, self.step, 0.0
+                    held_last = stats["learner_waiting_ms"]
                 if time.monotonic() - last_ckpt >= o.replay_checkpoint_interval_s:
                     self.checkpoint()
                     last_ckpt = time.monotonic()
         finally:
+            feed.close()
             if not bool(nonfinite):
                 self.checkpoint()
                 try:

@@ -74,11 +74,24 @@ def test_replay_rows():
     check_rows(replay_rows(inserts=300, writers=1, batch_size=32, sample_seconds=0.2))
 
 
+def test_feed_rows():
+    from bench import learner_feed
+    from configs.finetune import online_defaults
+
+    cfg = tiny_config("aligniql")
+    cfg.online = online_defaults()
+    cfg.online.online_batch_size = cfg.online.offline_batch_size = 16
+    got = learner_feed.rows(seconds=0.2, fill=500, cfg=cfg, device="cpu")
+    check_rows(got)
+    assert {r["config"].split(":")[0] for r in got} == {"before", "remote", "hosted"}
+    assert all(r["value"] < 1 for r in got if r["unit"] == "fraction")
+
+
 def test_scaling_steady_state_from_learner_log():
     from bench.scaling import steady_state
 
     rows = [{"role": "learner", "time": 100.0 + 2 * i, "learner_step": 50 * (i + 1), "env_steps": 1000 + 40 * i,
-             "rate_limiter_wait_fraction": 0.25} for i in range(6)]
+             "batch_wait_fraction": 0.25} for i in range(6)]
     rows.append({"role": "learner", "time": 200.0, "learner_step": 300, "event": "stopped"})
     s = steady_state(rows)
     assert s["env_steps_per_s"] == pytest.approx(20.0)

@@ -84,7 +84,9 @@ def actor_steps(run_dir: Path, actor_id: int) -> int:
 
 
 def test_multiprocess_run_survives_a_killed_actor_and_logs_the_curve(store, tmp_path):
-    proc = start(["--config.online.total_env_steps=2500"], store, tmp_path)
+    # the replay server as a process of its own (the other layout, learner-hosted, is the resume test's)
+    proc = start(["--config.online.total_env_steps=2500", "--config.online.replay_in_learner=False"],
+                 store, tmp_path)
     try:
         run_dir_holder = {}
 
@@ -111,6 +113,7 @@ def test_multiprocess_run_survives_a_killed_actor_and_logs_the_curve(store, tmp_
     assert len(summary["evaluations"]) >= 2 and summary["score_after_pretraining"] is not None
     assert (run_dir / "finetune_curve.png").stat().st_size > 1000
     assert "normalised score after pretraining" in out and "updates per env step" in out
+    assert "online transitions (empty)" in (run_dir / "logs" / "replay_server.out").read_text()
     # the offline wandb run holds the finetuning curve keyed by environment steps
     wandb_files = [f for f in (run_dir / "wandb").glob("offline-run-*/*.wandb")]
     assert wandb_files, "no offline wandb run"
@@ -161,7 +164,8 @@ def test_interrupt_and_resume_continue_replay_and_counters(store, tmp_path, monk
             proc.kill()
     out = (tmp_path / "supervisor.out").read_text()
     assert proc.returncode == 0, out[-4000:]
-    replay_out = (run_dir / "logs" / "replay_server.out").read_text()
+    assert not (run_dir / "logs" / "replay_server.out").exists()   # the learner hosts the replay by default
+    replay_out = (run_dir / "logs" / "learner.out").read_text()
     restored = re.findall(r"(\d+) online transitions \(restored\), (\d+) inserted so far", replay_out)
     assert restored, replay_out[-2000:]
     size, inserted = map(int, restored[-1])
@@ -171,4 +175,6 @@ def test_interrupt_and_resume_continue_replay_and_counters(store, tmp_path, monk
     second = json.loads((run_dir / "summary.json").read_text())
     assert second["env_steps"] >= total and second["learner_steps"] > learner_ckpt_step
     assert second["wandb_run_id"] == first["wandb_run_id"]
+    # the learner kept its replay server up after its stop checkpoints for the evaluator's last look
+    assert "the replay server is gone" not in (run_dir / "logs" / "evaluator.out").read_text()
     assert not processes_of(run_dir)

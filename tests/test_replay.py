@@ -344,3 +344,64 @@ def test_actor_waits_for_learner_and_close_can_give_up(make_server):
     t0 = time.monotonic()
     w2.close(timeout_s=1)
     assert time.monotonic() - t0 < 10
+
+
+def test_online_feed_delivers_the_table_as_tensors_and_stops_when_held(make_server):
+    import torch
+
+    from learner.online_feed import OnlineFeed
+
+    # inserts run ahead freely (up to (2 * 10 + 200) / 2 = 110), samples stop at 2 * inserts + 180
+    spec = ReplaySpec(OBS, ACT, max_size=1000, samples_per_insert=2.0, min_size_to_sample=10, error_buffer=200)
+    _, address = make_server(spec)
+    data = transitions(60)
+    with TransitionWriter(address, flush_every=10) as w:
+        w.add_batch(*(data[k] for k in TRANSITION_FIELDS))
+    feed = OnlineFeed(lambda: OnlineSampler(address, 4, num_workers_per_iterator=2, rate_limiter_timeout_ms=300),
+                      torch.device("cpu"), depth=2)
+    seen, got = set(), 0
+    try:
+        # the limiter admits 2 * 60 + 180 = 300 samples: 75 batches of 4, then holds the feed
+        while True:
+            b = feed.get(timeout=3.0)
+            if b is None:
+                break
+            assert all(isinstance(b[k], torch.Tensor) and b[k].dtype == torch.float32 for k in TRANSITION_FIELDS)
+            assert b["observation"].shape == (4, OBS) and b["reward"].shape == (4,)
+            seen |= rows({k: v.numpy() for k, v in b.items()})
+            got += 1
+            assert got <= 75, "the feed sampled past the rate limiter"
+        assert seen <= rows(data) and got >= 65
+        # held for longer than the sampler's timeout, the thread keeps rebuilding it instead of dying
+        time.sleep(1.0)
+        with TransitionWriter(address, flush_every=10) as w:
+            w.add_batch(*(v[:20] for v in transitions(20, start=100).values()))
+        assert feed.get(timeout=5.0) is not None
+    finally:
+        t0 = time.monotonic()
+        feed.close()
+        assert time.monotonic() - t0 < 6 and not feed._thread.is_alive()
+
+
+def test_online_feed_hands_a_sampling_error_to_the_learner(make_server):
+    import torch
+
+    from learner.online_feed import OnlineFeed
+
+    _, address = make_server(ReplaySpec(OBS, ACT, max_size=100, samples_per_insert=1, min_size_to_sample=1,
+                                        error_buffer=UNLIMITED))
+    with TransitionWriter(address) as w:
+        w.add_batch(*(v for v in transitions(10).values()))
+
+    def failing_after_two():   # a real sampler whose stream then breaks, as when a remote server dies
+        sampler = OnlineSampler(address, 2, rate_limiter_timeout_ms=300)
+        yield next(sampler)
+        yield next(sampler)
+        raise RuntimeError("stream broken")
+    feed = OnlineFeed(failing_after_two, torch.device("cpu"), depth=1)
+    assert feed.get(timeout=10.0) is not None and feed.get(timeout=10.0) is not None
+    with pytest.raises(RuntimeError, match="stream broken"):
+        feed.get(timeout=10.0)
+    with pytest.raises(RuntimeError, match="stream broken"):   # and again: the learner cannot miss it
+        feed.get(timeout=1.0)
+    feed.close()
