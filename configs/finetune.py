@@ -32,7 +32,7 @@ def online_defaults() -> ml_collections.ConfigDict:
     o.eval_mode = "argmax"             # evaluation policy (argmax by default)
     o.replay_port = 0                  # 0 = pick a free port
     o.replay_in_learner = True         # the learner process hosts the replay server: it then samples the table
-                                       # directly, not over gRPC (~2.5x the batches/s; bench/learner_feed.py).
+                                       # directly, not over gRPC (~2x the batches/s; bench/learner_feed.py).
                                        # False: launch.replay_server runs it as a process of its own.
     o.sampler_workers = 2              # Reverb sampling streams feeding the learner (1 stream: ~half the rate)
     o.prefetch_batches = 2             # online batches fetched ahead by a thread while the learner updates

@@ -11,7 +11,7 @@ writes a checkpoint and exits.
 
 With --host_replay the replay server runs inside this process (the default
 layout of launch.finetune): sampling then reads the table directly instead of
-over gRPC, about 2.5x faster (bench/learner_feed.py). On stop the learner writes
+over gRPC, about 2x the batches per second (bench/learner_feed.py). On stop the learner writes
 its checkpoint and the replay's, then, with --serve_after_stop_s, keeps the
 server up until a second SIGTERM so the evaluator can fetch the final weights.
 """

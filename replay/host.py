@@ -3,10 +3,9 @@
 The server can live in its own program (`launch/replay_server.py`) or inside the
 learner (`launch/learner.py --host_replay`). Inside the learner, Reverb sees
 that sampler and server share a process and reads the table directly instead of
-over gRPC: about 2.5x the batches per second (bench/learner_feed.py), which is
-what keeps a fast (GPU) learner from waiting on sampling. Both layouts restore
-from and write the same checkpoint directory, so a run may switch between them
-on --resume.
+over gRPC: about 2x the batches per second (bench/learner_feed.py), which is
+what keeps a fast (GPU) learner from waiting on sampling. Both layouts use the
+same checkpoint format and the launcher gives both the run's replay/ directory.
 """
 from __future__ import annotations
 
