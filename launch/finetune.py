@@ -47,9 +47,9 @@ def check_online_config(o) -> None:
     if int(o.num_actors) < 0 or (int(o.num_actors) == 0 and not o.allow_remote):
         bad("num_actors", o.num_actors, "at least 1 local actor is needed unless online.allow_remote=True "
             "lets actors on other machines feed the replay")
-    for field in ("envs_per_actor", "num_candidates", "sampler_workers", "prefetch_batches", "total_env_steps", "min_replay_size",
-                  "online_batch_size", "offline_batch_size", "publish_interval", "weight_sync_interval",
-                  "eval_interval", "eval_episodes", "log_interval"):
+    for field in ("envs_per_actor", "num_candidates", "sampler_workers", "prefetch_batches", "total_env_steps",
+                  "min_replay_size", "online_batch_size", "offline_batch_size", "publish_interval",
+                  "weight_sync_interval", "eval_interval", "eval_episodes", "log_interval"):
         if int(o[field]) < 1:
             bad(field, o[field], "must be at least 1")
     if o.exploration not in ("implicit", "argmax"):
