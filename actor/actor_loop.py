@@ -247,7 +247,8 @@ class VectorActor:
                 "dataset_meta.json must describe the dataset the learner was trained on.")
         self.modules = build_acting_modules(cfg, obs_dim, act_dim, self.device)
         self.policy = make_policy(cfg, self.modules, natural_weighting(cfg, o.exploration_weighting),
-                                  mode or o.exploration, int(o.num_candidates))
+                                  mode or o.exploration, int(o.num_candidates),
+                                  mu_dtype=o.get("actor_mu_dtype", "float32"))   # absent in older runs' configs
         self.generator = policy_generator(seed, actor_id)
         self.transform = RewardTransform.from_dict(meta["reward_transform"])
         self.weights_version: Optional[int] = None

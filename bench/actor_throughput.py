@@ -167,17 +167,6 @@ def collect_states(cfg, meta, weighting, params, num_states: int, num_envs: int 
     return torch.as_tensor(np.concatenate(states)[:num_states])
 
 
-class AutocastSampler:
-    """μ whose `sample` runs under autocast (bf16), the critic left in float32."""
-
-    def __init__(self, behavior, dtype=torch.bfloat16, device_type: str = "cpu"):
-        self.behavior, self.dtype, self.device_type = behavior, dtype, device_type
-
-    def sample(self, obs, num_candidates, generator=None):
-        with torch.autocast(self.device_type, dtype=self.dtype):
-            return self.behavior.sample(obs, num_candidates, generator).float()
-
-
 BF16_VARIANTS = {
     "critic": "critic in bf16, same fp32 candidates",
     "mu": "μ sampler in bf16, critic fp32",
@@ -193,7 +182,7 @@ def bf16_check(cfg, modules, weighting, obs: torch.Tensor, n: int, seed: int = 0
     """
     from networks import extraction
     from networks.factory import make_policy
-    from networks.policy import CandidatePolicy
+    from networks.policy import AutocastSampler, CandidatePolicy
 
     policy = make_policy(cfg, modules, weighting, "argmax", n)
     s = policy.spec

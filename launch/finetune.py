@@ -52,6 +52,8 @@ def check_online_config(o) -> None:
                   "weight_sync_interval", "eval_interval", "eval_episodes", "log_interval"):
         if int(o[field]) < 1:
             bad(field, o[field], "must be at least 1")
+    if o.get("actor_mu_dtype", "float32") not in ("float32", "bfloat16"):
+        bad("actor_mu_dtype", o.actor_mu_dtype, "choose 'float32' or 'bfloat16'")
     if o.exploration not in ("implicit", "argmax"):
         bad("exploration", o.exploration, "choose 'implicit' or 'argmax'")
     if o.eval_mode not in ("implicit", "argmax"):

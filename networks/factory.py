@@ -13,9 +13,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from errors import ConfigError
 from networks.diffusion import DiffusionBehavior
 from networks.mlp import GaussianActor, MultiplierNet, TwinQ, ValueNet
-from networks.policy import CandidatePolicy, ExtractionSpec, GaussianPolicy
+from networks.policy import AutocastSampler, CandidatePolicy, ExtractionSpec, GaussianPolicy
 
 # Which learner modules acting needs, by algorithm; the names match Learner.modules.
 ACTING_MODULES = {
@@ -71,11 +72,20 @@ def load_acting_params(modules: Mapping[str, nn.Module], params: Mapping[str, np
         module.load_state_dict(state)
 
 
-def make_policy(cfg, modules: Mapping[str, nn.Module], weighting: str, mode: str, num_candidates: int):
-    """The acting policy over rebuilt modules (same extraction code as the learner's evaluation)."""
+def make_policy(cfg, modules: Mapping[str, nn.Module], weighting: str, mode: str, num_candidates: int,
+                mu_dtype: str = "float32"):
+    """The acting policy over rebuilt modules (same extraction code as the learner's evaluation).
+
+    `mu_dtype="bfloat16"` samples the candidates under autocast (actors' opt-in speed setting,
+    `online.actor_mu_dtype`); evaluation keeps the float32 default."""
     if cfg.algorithm == "iql":
         return GaussianPolicy(modules["actor"], modules["critic_target"], modules["value"])
     spec = ExtractionSpec(weighting=weighting, mode=mode, num_candidates=num_candidates,
                           eta=cfg.eta, tau=cfg.tau, exp_alpha=cfg.exp_alpha)
-    return CandidatePolicy(modules["behavior_ema"], modules["critic_target"], modules["value"], spec,
+    behavior = modules["behavior_ema"]
+    if mu_dtype == "bfloat16":
+        behavior = AutocastSampler(behavior, torch.bfloat16)
+    elif mu_dtype != "float32":
+        raise ConfigError(f"Unknown μ sampling dtype {mu_dtype!r}: choose 'float32' or 'bfloat16'.")
+    return CandidatePolicy(behavior, modules["critic_target"], modules["value"], spec,
                            modules.get("alpha"), modules.get("beta"))

@@ -25,6 +25,24 @@ class ExtractionSpec:
     exp_alpha: float = 1.0         # IDQL exponential α
 
 
+class AutocastSampler:
+    """μ whose `sample` runs under torch.autocast (bfloat16 on CPU), candidates handed back in float32.
+
+    An actor-side speed option (`online.actor_mu_dtype`): on CPUs with bf16 matrix units it makes
+    the reverse diffusion ×1.2–1.6 faster at N ≥ 64 while argmax picks the same candidate in 99–100 %
+    of visited states (bench.actor_throughput's bf16 check, docs/performance.md). The critic that
+    weighs the candidates stays float32: in bf16 it flips near-ties (82–93 % same choice).
+    """
+
+    def __init__(self, behavior: DiffusionBehavior, dtype: torch.dtype = torch.bfloat16):
+        self.behavior, self.dtype = behavior, dtype
+        self.device_type = next(behavior.parameters()).device.type
+
+    def sample(self, obs, num_candidates, generator=None):
+        with torch.autocast(self.device_type, dtype=self.dtype):
+            return self.behavior.sample(obs, num_candidates, generator).float()
+
+
 class CandidatePolicy:
     """Sample N actions per state from μ, weight them with (Q, V), pick one."""
 

@@ -19,7 +19,8 @@ import torch
 
 pytest.importorskip("reverb")
 
-from actor.actor_loop import run_actor  # noqa: E402
+from actor.actor_loop import VectorActor, run_actor  # noqa: E402
+from errors import ConfigError  # noqa: E402
 from networks.factory import natural_weighting  # noqa: E402
 from configs import finetune  # noqa: E402
 from networks.factory import acting_params, build_acting_modules, load_acting_params, make_policy  # noqa: E402
@@ -144,6 +145,37 @@ def test_each_algorithm_acts_with_its_papers_weighting():
             cfg.algorithm, cfg.critic_loss = algorithm, loss
             assert natural_weighting(cfg) == expected.get(algorithm, loss)   # IDQL: weights of its critic loss
     assert natural_weighting(cfg, "greedy") == "greedy"
+
+
+def test_bf16_mu_option_samples_in_bf16_and_keeps_the_choice_and_evaluation_in_fp32():
+    cfg = tiny_config()
+    params = params_for(cfg, 3)
+    modules = build_acting_modules(cfg, OBS, ACT)
+    load_acting_params(modules, params)
+    weighting = natural_weighting(cfg)
+    fp32 = make_policy(cfg, modules, weighting, "argmax", 8)
+    bf16 = make_policy(cfg, modules, weighting, "argmax", 8, mu_dtype="bfloat16")
+    obs = torch.randn(64, OBS)
+    g32, g16 = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
+    c32 = fp32.behavior.sample(obs, 8, g32)
+    c16 = bf16.behavior.sample(obs, 8, g16)
+    assert c16.dtype == torch.float32 and c16.shape == c32.shape
+    diff = (c16 - c32).abs().max().item()
+    assert 0 < diff < 0.1, diff            # bf16 rounding shows, but the same noise gives nearly the same actions
+    a16, stats = bf16.act(obs, torch.Generator().manual_seed(1))
+    assert a16.dtype == torch.float32 and torch.isfinite(stats["q"]).all()
+    assert bf16.critic is fp32.critic and not isinstance(fp32.behavior, type(bf16.behavior))
+    with pytest.raises(ConfigError, match="float32' or 'bfloat16"):
+        make_policy(cfg, modules, weighting, "argmax", 8, mu_dtype="float16")
+    # the actor takes the option from its config; a real Hopper step with bf16 candidates
+    cfg.online.actor_mu_dtype = "bfloat16"
+    actor = VectorActor(cfg, META, seed=0)
+    try:
+        actor.load(1, params)
+        assert type(actor.policy.behavior).__name__ == "AutocastSampler"
+        actor.step()
+    finally:
+        actor.close()
 
 
 def test_actor_writes_exact_transitions(server, tmp_path):
