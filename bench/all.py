@@ -1,6 +1,6 @@
 """Every benchmark of the platform, one markdown table.
 
-    python -m bench.all              # full run (about 15–25 minutes on 2 shared cores)
+    python -m bench.all              # full run (9 minutes on 2 quiet cores, 15–25 shared)
     python -m bench.all --short      # a quick look (about 3–5 minutes; noisier, shorter scaling runs)
     python -m bench.all --only=learner,actor --out=bench.md
     python -m bench.all --checkpoint=runs/<run>/checkpoint.pt   # trained networks for the bf16 check and scaling
