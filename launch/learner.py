@@ -17,6 +17,7 @@ server up until a second SIGTERM so the evaluator can fetch the final weights.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -46,13 +47,16 @@ _SERVE_AFTER_STOP_S = flags.DEFINE_float("serve_after_stop_s", 0.0, "With --host
                                          "checkpoints, keep serving until a second SIGTERM or this many seconds.")
 
 
+@dataclasses.dataclass
 class HostOptions:
     """How this learner hosts the replay server (launch.finetune's default layout)."""
-
-    def __init__(self, port: int = 0, checkpoint_dir: str | None = None, allow_remote: bool = False,
-                 address_file: str | None = None, serve_after_stop_s: float = 0.0):
-        self.port, self.checkpoint_dir, self.allow_remote = port, checkpoint_dir, allow_remote
-        self.address_file, self.serve_after_stop_s = address_file, serve_after_stop_s
+    port: int = 0
+    checkpoint_dir: str | None = None
+    allow_remote: bool = False
+    address_file: str | None = None
+    serve_after_stop_s: float = 0.0
+    # taken when the options are made, while the process that started us is surely alive
+    parent_pid: int = dataclasses.field(default_factory=os.getppid)
 
 
 def run(cfg, replay_address: str | None, run_dir: Path, pretrained: str | None, resume: bool,
@@ -112,18 +116,17 @@ def run(cfg, replay_address: str | None, run_dir: Path, pretrained: str | None, 
             Path(stopped_file).write_text("stopped\n")
         if replay_host is not None:
             if finished and host.serve_after_stop_s > 0 and release_event is not None:
-                _serve_until_released(release_event, host.serve_after_stop_s)
+                _serve_until_released(release_event, host.serve_after_stop_s, host.parent_pid)
             replay_host.stop(final_checkpoint=False)
 
 
-def _serve_until_released(release: threading.Event, timeout_s: float) -> None:
+def _serve_until_released(release: threading.Event, timeout_s: float, parent_pid: int) -> None:
     """Keep the hosted server up for the evaluator's last fetch of the weights, until the second
     SIGTERM, `timeout_s`, or the death of the process that started us (a supervisor killed with
     SIGKILL sends its PDEATHSIG, the first SIGTERM, and then can send no second one)."""
-    parent = os.getppid()
     deadline = time.monotonic() + timeout_s
     while not release.wait(0.5):
-        if time.monotonic() > deadline or os.getppid() != parent:
+        if time.monotonic() > deadline or os.getppid() != parent_pid:
             return
 
 

@@ -37,7 +37,6 @@ class OnlineFeed:
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, int(depth)))
         self._stop = threading.Event()
         self._error: Optional[BaseException] = None
-        self.batches = 0
         self._thread = threading.Thread(target=self._run, name="online-feed", daemon=True)
         self._thread.start()
 
@@ -72,7 +71,6 @@ class OnlineFeed:
                     continue
                 if not self._put(self._to_device(batch)):
                     return
-                self.batches += 1
         except BaseException as e:          # handed to the learner's thread, which raises it
             self._error = e
             self._put(_DONE)

@@ -15,15 +15,13 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from replay.server import ONLINE_TABLE, ReplaySpec, checkpoint, start_server
+from replay.server import ONLINE_TABLE, ReplaySpec, checkpoint, samples_per_insert_for, start_server
 
 logger = logging.getLogger(__name__)
 
 
 def replay_spec(online, obs_dim: int, act_dim: int, checkpoint_dir: Optional[str]) -> ReplaySpec:
     """The tables a finetuning config asks for (config.online)."""
-    from replay.server import samples_per_insert_for
-
     return ReplaySpec(obs_dim=obs_dim, act_dim=act_dim, max_size=int(online.replay_max_size),
                       samples_per_insert=samples_per_insert_for(online.online_batch_size,
                                                                 online.updates_per_env_step),
