@@ -7,6 +7,7 @@ learning quality.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -49,10 +50,25 @@ def env_for(store, home):
     return env
 
 
-def start(args, store, tmp_path):
+@contextlib.contextmanager
+def supervisor(args, store, tmp_path):
+    """`launch.finetune` as a user starts it; killed on the way out if a check failed while it ran."""
     log = open(tmp_path / "supervisor.out", "a")
-    return subprocess.Popen([sys.executable, "-m", "launch.finetune", f"--config.workdir={tmp_path}", *TINY, *args],
+    proc = subprocess.Popen([sys.executable, "-m", "launch.finetune", f"--config.workdir={tmp_path}", *TINY, *args],
                             cwd=ROOT, env=env_for(store, tmp_path), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        log.close()
+
+
+def exited_cleanly(proc, tmp_path) -> str:
+    """The supervisor's whole output, after checking that it exited with 0."""
+    out = (tmp_path / "supervisor.out").read_text()
+    assert proc.returncode == 0, out[-4000:]
+    return out
 
 
 def wait_for(predicate, timeout, proc=None, what=""):
@@ -85,9 +101,8 @@ def actor_steps(run_dir: Path, actor_id: int) -> int:
 
 def test_multiprocess_run_survives_a_killed_actor_and_logs_the_curve(store, tmp_path):
     # the replay server as a process of its own (the other layout, learner-hosted, is the resume test's)
-    proc = start(["--config.online.total_env_steps=2500", "--config.online.replay_in_learner=False"],
-                 store, tmp_path)
-    try:
+    with supervisor(["--config.online.total_env_steps=2500", "--config.online.replay_in_learner=False"],
+                    store, tmp_path) as proc:
         run_dir_holder = {}
 
         def run_dir_ready():
@@ -102,11 +117,7 @@ def test_multiprocess_run_survives_a_killed_actor_and_logs_the_curve(store, tmp_
         assert victims, "actor 0 process not found"
         victims[0].kill()
         proc.wait(timeout=600)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    out = (tmp_path / "supervisor.out").read_text()
-    assert proc.returncode == 0, out[-4000:]
+    out = exited_cleanly(proc, tmp_path)
     assert re.search(r"actor_0 exited .*restarting", out)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["actor_restarts"] >= 1 and summary["env_steps"] >= 2500 and summary["learner_steps"] > 0
@@ -134,17 +145,13 @@ def test_interrupt_and_resume_continue_replay_and_counters(store, tmp_path, monk
     ckpt = Path(pre["run_dir"]) / "checkpoint.pt"
 
     args = [f"--pretrained={ckpt}", "--config.online.total_env_steps=100000"]
-    proc = start(args, store, tmp_path)
-    try:
+    with supervisor(args, store, tmp_path) as proc:
         def learner_running():
             logs = list(tmp_path.glob("finetune-*/logs/learner.jsonl"))
             return bool(logs) and any('"learner_step": 100' in line for line in logs[0].read_text().splitlines())
         wait_for(learner_running, 300, proc, "learner to reach step 100")
         proc.send_signal(signal.SIGINT)          # Ctrl-C: checkpoint learner and replay, stop every child
         proc.wait(timeout=300)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     run_dir = next(tmp_path.glob("finetune-*"))
     first = json.loads((run_dir / "summary.json").read_text())
     assert proc.returncode == 0 and first["stopped"]
@@ -156,14 +163,9 @@ def test_interrupt_and_resume_continue_replay_and_counters(store, tmp_path, monk
     assert learner_ckpt_step >= 100
 
     total = env_steps_at_stop + 600
-    proc = start([*args, "--resume", f"--config.online.total_env_steps={total}"], store, tmp_path)
-    try:
+    with supervisor([*args, "--resume", f"--config.online.total_env_steps={total}"], store, tmp_path) as proc:
         proc.wait(timeout=600)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    out = (tmp_path / "supervisor.out").read_text()
-    assert proc.returncode == 0, out[-4000:]
+    exited_cleanly(proc, tmp_path)
     assert not (run_dir / "logs" / "replay_server.out").exists()   # the learner hosts the replay by default
     replay_out = (run_dir / "logs" / "learner.out").read_text()
     restored = re.findall(r"(\d+) online transitions \(restored\), (\d+) inserted so far", replay_out)
