@@ -2,10 +2,13 @@
 
 Recipe (D4RL, Fu et al. 2020, Sec. 5): train SAC online; "medium" is the
 policy when it first reaches about a third of expert return; "medium-replay"
-is the replay buffer up to that point. We save the deterministic actor
-(tanh of the mean) when the deterministic evaluation return first reaches
-10%, 30%, 60% and 100% of --target_return (files replay0..replay3), and the
-100% one again as "medium".
+is the replay buffer up to that point. We save the actor when the
+deterministic evaluation return first reaches 10%, 30%, 60% and 100% of
+--target_return (files replay0..replay3), and the 100% one again as
+"medium". Each snapshot is written twice: <env>_<level>.pt holds the
+deterministic mean path (tanh of the mean, `BehaviorPolicy`) and
+<env>_<level>_stochastic.pt the whole actor with its log-std head
+(`StochasticBehaviorPolicy`), whose samples are what D4RL's data were.
 
 SAC follows Haarnoja et al. 2018 ("Soft Actor-Critic Algorithms and
 Applications", arXiv:1812.05905):
@@ -36,29 +39,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from data.behavior.policy import BehaviorPolicy, LEVELS, WEIGHTS_DIR, load_behavior_policy
+from data.behavior.policy import (LEVELS, WEIGHTS_DIR, BehaviorPolicy, StochasticBehaviorPolicy,
+                                  load_behavior_policy, load_stochastic_policy, policy_path,
+                                  stochastic_policy_path)
 
 REPLAY_FRACTIONS = (0.1, 0.3, 0.6, 1.0)  # of --target_return, files replay0..replay3
 EVAL_SEED_BASE = 10_000  # eval episode i uses reset(seed=EVAL_SEED_BASE + i); training env uses --seed
 
 
 # ----------------------------------------------------------------------------- networks
-class Actor(BehaviorPolicy):
-    """Gaussian policy squashed by tanh; BehaviorPolicy plus a log-std head."""
-
-    LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
-
-    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...]):
-        super().__init__(obs_dim, act_dim, hidden)
-        self.log_std = nn.Linear(self.hidden[-1], act_dim)
+class Actor(StochasticBehaviorPolicy):
+    """Gaussian policy squashed by tanh (trunk, mean and log-std heads live in
+    `StochasticBehaviorPolicy`, which the dataset maker loads back)."""
 
     def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Reparameterised action in [-1, 1] and its log-probability."""
-        h = self.trunk(obs)
-        mu = self.mean(h)
-        log_std = self.log_std(h).clamp(self.LOG_STD_MIN, self.LOG_STD_MAX)
-        u = mu + log_std.exp() * torch.randn_like(mu)
-        a = torch.tanh(u)
+        mu, log_std = self.mean_log_std(obs)
+        a, u = self.squash(mu, log_std, torch.randn_like(mu))
         # Gaussian log-density minus log|det da/du|, with the stable form
         # log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)).
         log_prob = (-0.5 * ((u - mu) / log_std.exp()) ** 2 - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
@@ -197,9 +194,18 @@ def evaluate(policy: BehaviorPolicy, env_id: str, episodes: int = 10,
     return returns
 
 
-def save_policy(actor: Actor, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(actor.behavior_state_dict(), path)
+def actor_states(actor: Actor) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """(deterministic mean-path state_dict, whole-actor state_dict), detached copies."""
+    full = {k: v.detach().clone().cpu() for k, v in actor.state_dict().items()}
+    return actor.behavior_state_dict(), full
+
+
+def save_states(states: tuple[dict, dict], out_dir: Path, env_id: str, level: str) -> None:
+    """<env>_<level>.pt (BehaviorPolicy) and <env>_<level>_stochastic.pt (StochasticBehaviorPolicy)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    mean_path, full = states
+    torch.save(mean_path, out_dir / policy_path(env_id, level).name)
+    torch.save(full, out_dir / stochastic_policy_path(env_id, level).name)
 
 
 # ----------------------------------------------------------------------------- main loop
@@ -259,7 +265,7 @@ def train(args) -> int:
             sps = (step - last_step) / (now - last_t)
             last_t, last_step = now, step
             if ret > best[0]:
-                best, best_state = (ret, step), sac.actor.behavior_state_dict()
+                best, best_state = (ret, step), actor_states(sac.actor)
             print(f"step {step:7d} | {sps:6.0f} steps/s | eval {ret:8.1f} (best {best[0]:.1f}) | "
                   f"train ep {np.mean(recent) if recent else float('nan'):8.1f} ({ep_count} eps) | "
                   + " ".join(f"{k} {v:.3g}" for k, v in stats.items())
@@ -267,11 +273,11 @@ def train(args) -> int:
             for k, thr in enumerate(thresholds):
                 level = f"replay{k}"
                 if level not in saved and ret >= thr:
-                    save_policy(sac.actor, out_dir / f"{args.env}_{level}.pt")
+                    save_states(actor_states(sac.actor), out_dir, args.env, level)
                     saved[level] = (step, ret, now - start)
                     print(f"  saved {level} (return {ret:.1f} >= {thr:.0f})", flush=True)
             if "replay3" in saved:
-                save_policy(sac.actor, out_dir / f"{args.env}_medium.pt")
+                save_states(actor_states(sac.actor), out_dir, args.env, "medium")
                 saved["medium"] = saved["replay3"]
                 print(f"  saved medium at step {step}, return {ret:.1f}", flush=True)
                 break
@@ -286,8 +292,7 @@ def train(args) -> int:
               "saving it as medium and for missing replay levels", flush=True)
         for level in LEVELS:
             if level not in saved:
-                out_dir.mkdir(parents=True, exist_ok=True)
-                torch.save(best_state, out_dir / f"{args.env}_{level}.pt")
+                save_states(best_state, out_dir, args.env, level)
                 saved[level] = (best[1], best[0], time.time() - start)
     print(f"total wall time {(time.time() - start) / 60:.1f} min", flush=True)
     for level in LEVELS:
@@ -296,19 +301,39 @@ def train(args) -> int:
     return 0
 
 
+class _Sampling:
+    """Adapter: `evaluate` calls .act(obs); this samples from the stochastic actor."""
+
+    def __init__(self, policy: StochasticBehaviorPolicy, rng: np.random.Generator):
+        self.policy, self.rng = policy, rng
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        return self.policy.act(obs, self.rng)
+
+
 def measure(args) -> int:
     """Re-evaluate the stored files of --env (--eval_episodes seeded deterministic episodes each).
 
     With the default --eval_seed_base these are the episodes the trainer used to
-    decide when to save; another base gives a held-out check.
+    decide when to save; another base gives a held-out check. Where the
+    stochastic actor is stored too, it is checked to hold the same mean path
+    and its return with sampled actions (eps from --seed) is printed as well.
     """
     torch.set_num_threads(args.threads)
     for level in LEVELS:
         policy = load_behavior_policy(args.env, level)
         r = evaluate(policy, args.env, args.eval_episodes, args.eval_seed_base)
-        size = (WEIGHTS_DIR / f"{args.env}_{level}.pt").stat().st_size
-        print(f"{args.env}_{level}.pt: return {r.mean():.1f} +- {r.std():.1f} "
-              f"(min {r.min():.1f}, max {r.max():.1f}, {len(r)} episodes), {size / 1024:.0f} KB")
+        size = policy_path(args.env, level).stat().st_size
+        line = (f"{args.env}_{level}.pt: return {r.mean():.1f} +- {r.std():.1f} "
+                f"(min {r.min():.1f}, max {r.max():.1f}, {len(r)} episodes), {size / 1024:.0f} KB")
+        if stochastic_policy_path(args.env, level).is_file():
+            stochastic = load_stochastic_policy(args.env, level)
+            same = all(torch.equal(v, stochastic.state_dict()[k]) for k, v in policy.state_dict().items())
+            rng = np.random.default_rng(np.random.SeedSequence(args.seed))
+            rs = evaluate(_Sampling(stochastic, rng), args.env, args.eval_episodes, args.eval_seed_base)
+            line += (f"; _stochastic.pt: same mean path {'yes' if same else 'NO'}, sampled-action "
+                     f"return {rs.mean():.1f} +- {rs.std():.1f}")
+        print(line, flush=True)
     return 0
 
 
