@@ -169,3 +169,47 @@ def test_weights_are_finite_for_extreme_values():
         probs = torch.softmax(logw, -1)
         assert torch.isfinite(probs).all(), name
         assert float(probs.sum()) == pytest.approx(1.0)
+
+
+# ----------------------------------------------------------------- overflow guards keep the gradient's sign
+def test_multiplier_gradient_keeps_its_sign_beyond_the_overflow_guard():
+    # Exponent −α − βQ − 1 = 29 (above the guard at 20) with Q = V = 150. The true gradients of
+    # L_α = e^x + α and L_β = e^x + βV are (1 − e^29, V − Q e^29): both negative, so descent raises
+    # α and β and brings the exponent down. A clamp by value turns them into (+1, +150).
+    q = torch.tensor([150.0])
+    v = torch.tensor([150.0])
+    beta = torch.tensor([-0.2], requires_grad=True)
+    alpha = (torch.tensor([29.0]) * -1 - beta.detach() * q - 1.0).requires_grad_(True)   # x = 29
+    assert float(-alpha - beta * q - 1.0) == pytest.approx(29.0)
+    la, lb = multiplier_losses(alpha, beta, q, v)
+    ga, = torch.autograd.grad(la, alpha)
+    gb, = torch.autograd.grad(lb, beta)
+    assert float(ga) < -1e6 and float(gb) < -1e8
+    # and a few clipped descent steps bring the exponent back below the guard
+    opt = torch.optim.SGD([alpha, beta], lr=0.01)
+    for _ in range(200):
+        la, lb = multiplier_losses(alpha, beta, q, v)
+        opt.zero_grad()
+        (la + lb).backward()
+        torch.nn.utils.clip_grad_norm_([alpha], 1.0)
+        torch.nn.utils.clip_grad_norm_([beta], 1.0)
+        opt.step()
+    assert float(-alpha - beta * q - 1.0) < 20.0
+
+
+def test_exponential_value_loss_still_pushes_a_cold_v_up():
+    # V = 0 under Q = 100 with α = 1: αu = 100 is far past the guard. The loss must still pull V up
+    # (negative gradient in V), not sit flat as a clamped linex does.
+    q = torch.tensor([100.0, 100.0])
+    v = torch.zeros(2, requires_grad=True)
+    loss = exponential_loss(q - v, 1.0).mean()
+    assert torch.isfinite(loss)
+    g, = torch.autograd.grad(loss, v)
+    assert (g < 0).all()
+    # below the guard it is exactly the linex loss, value and gradient
+    u = torch.tensor([-3.0, 0.5, 4.0], requires_grad=True)
+    exact = torch.exp(0.5 * u) - 0.5 * u - 1
+    assert torch.allclose(exponential_loss(u, 0.5), exact)
+    g_ours, = torch.autograd.grad(exponential_loss(u, 0.5).sum(), u)
+    g_exact, = torch.autograd.grad(exact.sum(), u)
+    assert torch.allclose(g_ours, g_exact)
