@@ -96,7 +96,7 @@ def set_fused_optimizers(learner: Learner, fused: bool) -> Learner:
         new = rebuild(opt)
         learner.optimizers[name] = new
         attr = {"critic": "critic_opt", "value": "value_opt", "behavior": "behavior_opt", "actor": "actor_opt",
-                "multipliers": "multiplier_opt"}[name]
+                "alpha": "alpha_opt", "beta": "beta_opt"}[name]
         setattr(learner, attr, new)
         if name in learner.schedulers:   # same schedule, now stepping the new optimiser
             old = learner.schedulers[name]

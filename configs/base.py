@@ -26,7 +26,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.critic_loss = "expectile"           # expectile | quantile | exponential (IDQL section 4.1)
     c.tau = 0.7                           # expectile / quantile τ (0.7 locomotion, 0.9 AntMaze)
     c.exp_alpha = 1.0                     # exponential-loss temperature α
-    c.eta = -1.0                          # AlignIQL η ≠ 0 (Table 3: -1 locomotion, 1 AntMaze / Adroit)
+    c.eta = -1.0                          # AlignIQL η ≠ 0 (Table 3: -1 locomotion, mostly 1 AntMaze / Adroit)
+    c.eta_by_dataset = ""                 # "<part of dataset id>:<η>,...": η per dataset, overriding c.eta
+                                          #   where a key occurs in the dataset id (configs/antmaze.py)
     c.discount = 0.99
 
     # ---- critic and value ----
@@ -34,6 +36,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.critic_lr = 3e-4
     c.value_lr = 3e-4
     c.target_ema = 0.005
+    c.value_layer_norm = True             # LayerNorm in V's hidden layers: both references' launchers
+                                          #   (IDQL, AlignIQL) build V with value_layer_norm=True
+    c.critic_layer_norm = False           # LayerNorm in Q's hidden layers: the references run Q without
     c.critic_batch_size = 512             # AlignIQL: 512 for both; IDQL paper: critic 256, actor 1024
     c.actor_batch_size = 512
     c.num_critic_steps = 1_500_000

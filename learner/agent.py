@@ -18,8 +18,8 @@ from torch import nn
 
 from learner.losses import multiplier_losses, value_loss
 from networks.diffusion import DiffusionBehavior
-from networks.mlp import GaussianActor, MultiplierNet, TwinQ, ValueNet
-from networks.factory import acting_params, make_policy, natural_weighting
+from networks.mlp import GaussianActor, MultiplierNet
+from networks.factory import acting_params, make_critic, make_policy, make_value, natural_weighting
 
 ALGORITHMS = ("aligniql", "aligniql_hard", "idql", "iql")
 
@@ -51,9 +51,9 @@ class Learner:
         self.cfg, self.device = cfg, device
         self.algorithm = cfg.algorithm
         # --- critic Q (two heads, min) with EMA target, and value V ---
-        self.critic = TwinQ(obs_dim, act_dim, cfg.critic_hidden).to(device)
+        self.critic = make_critic(cfg, obs_dim, act_dim).to(device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.value = ValueNet(obs_dim, cfg.critic_hidden).to(device)
+        self.value = make_value(cfg, obs_dim).to(device)
         fused = fused_kwargs(device)
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr, **fused)
         self.value_opt = torch.optim.Adam(self.value.parameters(), lr=cfg.value_lr, **fused)
@@ -88,10 +88,11 @@ class Learner:
             m = cfg.multipliers
             self.alpha_net = MultiplierNet(obs_dim, m.hidden).to(device)
             self.beta_net = MultiplierNet(obs_dim, m.hidden).to(device)
-            self.multiplier_opt = torch.optim.Adam(
-                [*self.alpha_net.parameters(), *self.beta_net.parameters()], lr=m.lr, **fused)
+            # One optimiser per multiplier, each with its own gradient clipping (as the reference).
+            self.alpha_opt = torch.optim.Adam(self.alpha_net.parameters(), lr=m.lr, **fused)
+            self.beta_opt = torch.optim.Adam(self.beta_net.parameters(), lr=m.lr, **fused)
             self.modules.update(alpha=self.alpha_net, beta=self.beta_net)
-            self.optimizers["multipliers"] = self.multiplier_opt
+            self.optimizers.update(alpha=self.alpha_opt, beta=self.beta_opt)
 
         self.critic_steps = 0
         self.actor_steps = 0
@@ -154,11 +155,15 @@ class Learner:
             v = self.value(obs)
         alpha_s, beta_s = self.alpha_net(obs), self.beta_net(obs)
         loss_alpha, loss_beta = multiplier_losses(alpha_s, beta_s, q, v)
-        self.multiplier_opt.zero_grad(set_to_none=True)
-        (loss_alpha + loss_beta).backward()
-        nn.utils.clip_grad_norm_([*self.alpha_net.parameters(), *self.beta_net.parameters()],
-                                 self.cfg.multipliers.grad_clip)
-        self.multiplier_opt.step()
+        self.alpha_opt.zero_grad(set_to_none=True)
+        self.beta_opt.zero_grad(set_to_none=True)
+        (loss_alpha + loss_beta).backward()      # each loss reaches only its own network (Eq. 11 split)
+        # Clipped per network, not jointly: β's gradient scales with Q (hundreds) and would
+        # otherwise shrink α's step to almost nothing under one shared norm.
+        nn.utils.clip_grad_norm_(self.alpha_net.parameters(), self.cfg.multipliers.grad_clip)
+        nn.utils.clip_grad_norm_(self.beta_net.parameters(), self.cfg.multipliers.grad_clip)
+        self.alpha_opt.step()
+        self.beta_opt.step()
         return {"loss/multiplier_alpha": loss_alpha.detach(), "loss/multiplier_beta": loss_beta.detach(),
                 "stats/alpha_mean": alpha_s.detach().mean(), "stats/beta_mean": beta_s.detach().mean()}
 

@@ -37,10 +37,20 @@ def natural_weighting(cfg, override: str = "") -> str:
     return {"aligniql": "align", "aligniql_hard": "align_hard", "idql": cfg.critic_loss}.get(cfg.algorithm, "greedy")
 
 
+def make_critic(cfg, obs_dim: int, act_dim: int) -> TwinQ:
+    """The twin Q network as configured; the learner and acting processes build it the same way."""
+    return TwinQ(obs_dim, act_dim, cfg.critic_hidden, layer_norm=bool(cfg.get("critic_layer_norm", False)))
+
+
+def make_value(cfg, obs_dim: int) -> ValueNet:
+    # A config written before the setting existed describes a network without LayerNorm.
+    return ValueNet(obs_dim, cfg.critic_hidden, layer_norm=bool(cfg.get("value_layer_norm", False)))
+
+
 def build_acting_modules(cfg, obs_dim: int, act_dim: int, device="cpu") -> dict[str, nn.Module]:
     """Fresh modules with the learner's architecture, in eval mode, no gradients."""
-    modules: dict[str, nn.Module] = {"critic_target": TwinQ(obs_dim, act_dim, cfg.critic_hidden),
-                                     "value": ValueNet(obs_dim, cfg.critic_hidden)}
+    modules: dict[str, nn.Module] = {"critic_target": make_critic(cfg, obs_dim, act_dim),
+                                     "value": make_value(cfg, obs_dim)}
     if cfg.algorithm == "iql":
         modules["actor"] = GaussianActor(obs_dim, act_dim, cfg.iql.hidden)
     else:

@@ -30,33 +30,62 @@ class EnsembleLinear(nn.Module):
         return torch.baddbmm(self.bias, x, self.weight)
 
 
-def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, activation=nn.ReLU) -> nn.Sequential:
+def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, activation=nn.ReLU,
+        layer_norm: bool = False) -> nn.Sequential:
+    """Linear → [LayerNorm] → activation per hidden layer, then a linear output.
+
+    `layer_norm` places LayerNorm where the IDQL/AlignIQL references' MLP does
+    (`use_layer_norm`: after each hidden Dense, before its activation).
+    """
     layers: list[nn.Module] = []
     last = in_dim
     for h in hidden:
-        layers += [nn.Linear(last, h), activation()]
+        layers.append(nn.Linear(last, h))
+        if layer_norm:
+            layers.append(nn.LayerNorm(h))
+        layers.append(activation())
         last = h
     layers.append(nn.Linear(last, out_dim))
     return nn.Sequential(*layers)
 
 
+class EnsembleLayerNorm(nn.Module):
+    """LayerNorm over the last dimension with a scale and shift of its own per ensemble member."""
+
+    def __init__(self, num_members: int, features: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(num_members, 1, features))
+        self.bias = nn.Parameter(torch.zeros(num_members, 1, features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = nn.functional.layer_norm(x, x.shape[-1:], eps=self.eps)
+        return torch.addcmul(self.bias, x, self.weight)
+
+
 class TwinQ(nn.Module):
     """Two independent Q heads on concat(s, a) (IQL / IDQL critic, MLP 256-256 ReLU)."""
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (256, 256), num_heads: int = 2):
+    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (256, 256), num_heads: int = 2,
+                 layer_norm: bool = False):
         super().__init__()
         self.num_heads = num_heads
         dims = [obs_dim + act_dim, *hidden]
         self.hidden_layers = nn.ModuleList(
             EnsembleLinear(num_heads, i, o) for i, o in zip(dims[:-1], dims[1:])
         )
+        # Optional LayerNorm after each hidden layer (config.critic_layer_norm; the references run without).
+        self.norms = nn.ModuleList(EnsembleLayerNorm(num_heads, o) for o in dims[1:]) if layer_norm else None
         self.head = EnsembleLinear(num_heads, dims[-1], 1)
 
     def all_heads(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         """Q of every head: [heads, batch]."""
         x = torch.cat([obs, act], dim=-1).unsqueeze(0).expand(self.num_heads, -1, -1)
-        for layer in self.hidden_layers:
-            x = torch.relu(layer(x))
+        for k, layer in enumerate(self.hidden_layers):
+            x = layer(x)
+            if self.norms is not None:
+                x = self.norms[k](x)
+            x = torch.relu(x)
         return self.head(x).squeeze(-1)
 
     def forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
@@ -65,9 +94,12 @@ class TwinQ(nn.Module):
 
 
 class ValueNet(nn.Module):
-    def __init__(self, obs_dim: int, hidden: Sequence[int] = (256, 256)):
+    """V(s). Both reference launchers build it with LayerNorm in the hidden layers
+    (`value_layer_norm=True`), the default of config.value_layer_norm."""
+
+    def __init__(self, obs_dim: int, hidden: Sequence[int] = (256, 256), layer_norm: bool = False):
         super().__init__()
-        self.net = mlp(obs_dim, hidden, 1)
+        self.net = mlp(obs_dim, hidden, 1, layer_norm=layer_norm)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.net(obs).squeeze(-1)
@@ -77,13 +109,14 @@ class MultiplierNet(nn.Module):
     """A Lagrange multiplier α(s) or β(s) of AlignIQL-hard (Lemma 4.3).
 
     The input LayerNorm keeps the scale of the exponent exp(-α-βQ-1) under
-    control when observation scales differ by orders of magnitude.
+    control when observation scales differ by orders of magnitude; the hidden
+    layers carry LayerNorm as in the AlignIQL reference's multiplier networks.
     """
 
     def __init__(self, obs_dim: int, hidden: Sequence[int] = (256, 256)):
         super().__init__()
         self.norm = nn.LayerNorm(obs_dim)
-        self.net = mlp(obs_dim, hidden, 1)
+        self.net = mlp(obs_dim, hidden, 1, layer_norm=True)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.net(self.norm(obs)).squeeze(-1)
