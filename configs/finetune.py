@@ -28,6 +28,16 @@ def online_defaults() -> ml_collections.ConfigDict:
     o.offline_batch_size = 128
     o.finetune_mu = True               # IDQL recipe 2: also finetune μ (implicit exploration)
     o.mu_steps_per_update = 2          # μ steps per V+Q update when finetuning μ
+    # μ's learning rate online. "continue" (IDQL reference, recipe 2): μ's cosine schedule goes on from
+    # where pretraining left it, over a horizon of mu_lr_horizon x num_actor_steps (the reference decays
+    # over 4M steps after 3M pretraining steps: x4/3, so μ restarts online at 15 % of its initial rate and
+    # reaches 0 after another third of its pretraining steps). "constant": online.mu_lr throughout (what
+    # this platform did before; it moved μ ~5x as far as all of pretraining in the default run).
+    o.mu_lr_schedule = "continue"
+    o.mu_lr_horizon = 4.0 / 3.0
+    o.mu_lr = 3e-4                     # used by mu_lr_schedule="constant"
+    # IQL's Gaussian actor online: its pretraining schedule has decayed to 0; IQL's finetuning configs train
+    # it at a constant rate ("Don't decay optimizer lr"), iql.actor_lr.
     o.publish_interval = 200           # learner steps between weight publications
     o.weight_sync_interval = 200       # actor env steps between polls for new weights
     o.eval_interval = 2_500            # env steps between evaluations (papers: 25k)

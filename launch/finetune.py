@@ -27,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")   # the supervisor reads replay counters through Reverb (TF)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")   # the supervisor reads replay counters through Reverb (TF); see replay/__init__.py
 
 from absl import app, flags
 from ml_collections import config_flags
@@ -60,6 +60,13 @@ def check_online_config(o) -> None:
         bad("eval_mode", o.eval_mode, "choose 'implicit' or 'argmax'")
     if o.updates_per_env_step <= 0:
         bad("updates_per_env_step", o.updates_per_env_step, "must be positive")
+    if o.mu_lr_schedule not in ("continue", "constant"):
+        bad("mu_lr_schedule", o.mu_lr_schedule, "choose 'continue' (μ's cosine schedule goes on, IDQL's reference) "
+            "or 'constant' (online.mu_lr throughout)")
+    if o.mu_lr_horizon < 1.0:
+        bad("mu_lr_horizon", o.mu_lr_horizon, "the horizon is a multiple of the pretraining μ steps, at least 1")
+    if o.mu_lr < 0:
+        bad("mu_lr", o.mu_lr, "must be non-negative")
     if o.min_replay_size > o.replay_max_size:
         bad("min_replay_size", o.min_replay_size, "larger than replay_max_size: learning would never start")
 
@@ -82,7 +89,7 @@ class Child:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
         out = open(self.run_dir / "logs" / f"{self.name}.out", "a")
         self.proc = subprocess.Popen([sys.executable, "-m", *self.args], cwd=ROOT, env=env, stdout=out,
                                      stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
@@ -209,10 +216,14 @@ def run(cfg, pretrained: str | None, resume: bool) -> dict:
             raise UserFacingError(f"No pretraining checkpoint at {ckpt}.")
     else:
         pre_cfg = cfg.copy_and_resolve_references()
-        pre_cfg.workdir = str(run_dir / "pretrain")
-        pre_ckpt = pretrain.run_directory(pre_cfg) / "checkpoint.pt"
+        pre_dir = run_dir / "pretrain"
+        # runs started before pretraining moved up a level kept it in pretrain/<run name>/
+        nested = pre_dir / run_dir.name
+        if (nested / "checkpoint.pt").exists() and not (pre_dir / "checkpoint.pt").exists():
+            pre_dir = nested
+        pre_ckpt = pre_dir / "checkpoint.pt"
         print("=== offline pretraining ===", flush=True)
-        summary = pretrain.train(pre_cfg, resume=pre_ckpt.exists())
+        summary = pretrain.train(pre_cfg, resume=pre_ckpt.exists(), run_dir=pre_dir)
         if summary["stopped"]:
             return {"stopped": True, "run_dir": str(run_dir)}
         ckpt = pre_ckpt

@@ -1,7 +1,7 @@
 """The finetuning learner as its own program (on the GPU box in a multi-machine run).
 
     python -m launch.learner --config_json=runs/<run>/config.json --run_dir=runs/<run> \
-        --pretrained=runs/<run>/pretrain/.../checkpoint.pt [--resume] \
+        --pretrained=runs/<run>/pretrain/checkpoint.pt [--resume] \
         (--host_replay [--port=8000 --checkpoint_dir=runs/<run>/replay --allow_remote] | --replay_address=HOST:PORT)
 
 Loads the offline dataset onto its device, restores the pretrained networks
@@ -69,6 +69,8 @@ def run(cfg, replay_address: str | None, run_dir: Path, pretrained: str | None, 
     from data.rewards import RewardTransform, reward_transform_for
     from launch.pretrain import pick_device
     from learner.agent import Learner
+    from learner.calibration import DatasetCalibration
+    from learner.online import set_online_rates
     from learner.offline_buffer import OfflineBuffer
     from learner.online import CHECKPOINT_NAME, OnlineLearner, load_pretrained
 
@@ -93,13 +95,14 @@ def run(cfg, replay_address: str | None, run_dir: Path, pretrained: str | None, 
         torch.manual_seed(cfg.seed + 1)
         buffer = OfflineBuffer.from_dataset(dataset, transform, device)
         learner = Learner(cfg, dataset.obs_dim, dataset.act_dim, device)
-        loop = OnlineLearner(cfg, learner, buffer, replay_address, run_dir, stop_event)
+        calibration = DatasetCalibration(dataset, transform, cfg.discount, device, seed=cfg.seed)
+        loop = OnlineLearner(cfg, learner, buffer, replay_address, run_dir, stop_event, calibration=calibration)
         if resume and (Path(run_dir) / CHECKPOINT_NAME).exists():
             loop.restore()
             print(f"learner resumed at online step {loop.step}", flush=True)
         elif pretrained:
             steps = load_pretrained(learner, Path(pretrained), dataset.obs_dim, dataset.act_dim, device)
-            loop._after_pretraining_lr()
+            set_online_rates(learner, cfg)     # after loading: pretraining's schedules end at 0
             print(f"learner starts from {pretrained} ({steps} pretraining steps) on {device}", flush=True)
         else:
             raise UserFacingError("The learner needs --pretrained=<checkpoint> (or --resume with a learner "

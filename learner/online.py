@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from errors import TrainingDiverged, UserFacingError
-from learner.agent import Learner
+from learner.agent import Learner, cosine_decay
 from learner.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
 from learner.online_feed import OnlineFeed
 
@@ -44,9 +44,38 @@ def load_pretrained(learner: Learner, path: Path, obs_dim: int, act_dim: int, de
     return int(state["step"])
 
 
+def set_online_rates(learner: Learner, cfg) -> None:
+    """The policy model's learning rate for the online phase.
+
+    Pretraining's cosine schedules end at 0, so without this the policy model never moves online.
+    μ (AlignIQL / IDQL): `online.mu_lr_schedule`, see configs/finetune.py. IQL's Gaussian actor:
+    constant at `iql.actor_lr`, as IQL's finetuning configurations run it.
+    """
+    o = cfg.online
+    if "behavior" in learner.schedulers:
+        sched = learner.schedulers["behavior"]
+        if o.mu_lr_schedule == "continue":
+            # last_epoch is μ's step count, restored from the checkpoint: the same cosine, a longer horizon
+            horizon = max(1, round(float(o.mu_lr_horizon) * int(cfg.num_actor_steps)))
+            sched.lr_lambdas = [cosine_decay(horizon)]
+        elif o.mu_lr_schedule == "constant":
+            sched.base_lrs = [float(o.mu_lr)] * len(sched.optimizer.param_groups)
+            sched.lr_lambdas = [lambda _: 1.0]
+        else:
+            raise UserFacingError(f"Invalid setting config.online.mu_lr_schedule={o.mu_lr_schedule!r}: "
+                                  "choose 'continue' or 'constant'.")
+    if "actor" in learner.schedulers:
+        sched = learner.schedulers["actor"]
+        sched.base_lrs = [float(cfg.iql.actor_lr)] * len(sched.optimizer.param_groups)
+        sched.lr_lambdas = [lambda _: 1.0]
+    for sched in learner.schedulers.values():
+        for group, base_lr, factor in zip(sched.optimizer.param_groups, sched.base_lrs, sched.lr_lambdas):
+            group["lr"] = base_lr * factor(sched.last_epoch)
+
+
 class OnlineLearner:
     def __init__(self, cfg, learner: Learner, offline_buffer, replay_address: str, run_dir: Path,
-                 stop_event: threading.Event | None = None):
+                 stop_event: threading.Event | None = None, calibration=None):
         from replay.sampler import OnlineSampler, table_stats
         from replay.weights import WeightPublisher
 
@@ -55,7 +84,11 @@ class OnlineLearner:
         self.address = replay_address
         self.run_dir = Path(run_dir)
         self.stop_event = stop_event or threading.Event()
+        self.calibration = calibration      # learner.calibration.DatasetCalibration: Q on data vs its returns
         self.device = learner.device
+        # diagnostics draw μ's candidates from their own generator, never from the training RNG stream
+        self._diag_generator = torch.Generator(device=self.device)
+        self._diag_generator.manual_seed(int(cfg.seed) + 7)
         self._table_stats = table_stats
         self._make_sampler = lambda: OnlineSampler(replay_address, self.o.online_batch_size,
                                                    num_workers_per_iterator=int(self.o.sampler_workers),
@@ -64,15 +97,7 @@ class OnlineLearner:
         self.step = 0                       # online learner steps (V+Q updates)
         (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
         self.log_file = open(self.run_dir / "logs" / "learner.jsonl", "a", buffering=1)
-        self._after_pretraining_lr()
-
-    def _after_pretraining_lr(self) -> None:
-        """μ's cosine schedule has decayed to 0 by the end of pretraining; finetune it at a constant rate."""
-        if "behavior" in self.learner.schedulers:
-            sched = self.learner.schedulers["behavior"]
-            sched.lr_lambdas = [lambda _: 1.0]
-            for group, base_lr in zip(sched.optimizer.param_groups, sched.base_lrs):
-                group["lr"] = base_lr
+        set_online_rates(self.learner, cfg)
 
     # ------------------------------------------------------------------ state
     def checkpoint(self) -> None:
@@ -84,7 +109,7 @@ class OnlineLearner:
     def restore(self) -> None:
         state = load_checkpoint(self.run_dir / CHECKPOINT_NAME, map_location=self.device)
         self.learner.load_state_dict(state["learner"])
-        self._after_pretraining_lr()
+        set_online_rates(self.learner, self.cfg)
         restore_rng_state(state["rng"])
         self.step = int(state["step"])
 
@@ -115,6 +140,18 @@ class OnlineLearner:
         if learner.algorithm == "aligniql_hard":
             metrics |= learner.update_multipliers(batch["obs"], batch["act"])
         return metrics
+
+    def _candidate_advantages(self, online: dict[str, torch.Tensor], rows: int = 64) -> dict[str, float]:
+        """calibration/{online,offline}_{max,mean}_adv at N = online.num_candidates (learner/calibration.py)."""
+        from learner.calibration import candidate_advantage
+
+        out: dict[str, float] = {}
+        n = int(self.o.num_candidates)
+        idx = torch.randint(0, self.offline.size, (rows,), generator=self._diag_generator, device=self.device)
+        for name, obs in (("online", online["observation"][:rows]), ("offline", self.offline.obs[idx])):
+            for key, value in candidate_advantage(self.learner, obs, n, self._diag_generator).items():
+                out[f"calibration/{name}_{key}"] = value
+        return out
 
     def _mixed_from(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         n_on = self.o.online_batch_size
@@ -164,7 +201,9 @@ class OnlineLearner:
                            "replay_inserts": stats["inserts"], "replay_samples": stats["samples"],
                            "updates_per_env_step": stats["samples"] / o.online_batch_size /
                            max(1, stats["inserts"] - o.min_replay_size),
-                           **{k: float(v) for k, v in metrics.items()}}
+                           **{k: float(v) for k, v in metrics.items()},
+                           **(self.calibration.measure(self.learner) if self.calibration else {}),
+                           **self._candidate_advantages(online)}
                     self.log_file.write(json.dumps(row) + "\n")
                     t_last, step_last, waited = now, self.step, 0.0
                     held_last = stats["learner_waiting_ms"]
