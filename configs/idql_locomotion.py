@@ -13,6 +13,7 @@ def get_config():
     c.actor_batch_size = 1024
     c.num_critic_steps = 1_500_000
     c.num_actor_steps = 3_000_000
+    c.diffusion.weight_decay = 0.0        # the IDQL reference's μ optimiser has no weight decay
     c.eval.weighting = "greedy"           # IDQL's default evaluation: argmax over Q
     c.eval.num_candidates = (128,)
     return c

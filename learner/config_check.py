@@ -8,10 +8,40 @@ from networks.extraction import MODES, WEIGHTINGS
 CRITIC_LOSSES = ("expectile", "quantile", "exponential")
 
 
+def parse_eta_by_dataset(spec: str) -> dict[str, float]:
+    """'medium-play:-1,medium-diverse:-1' -> {'medium-play': -1.0, 'medium-diverse': -1.0}."""
+    out: dict[str, float] = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        key, sep, value = item.rpartition(":")
+        try:
+            if not sep or not key:
+                raise ValueError
+            out[key] = float(value)
+        except ValueError:
+            raise ConfigError(f"Invalid setting config.eta_by_dataset={spec!r}: each entry must read "
+                              f"'<part of the dataset id>:<η>', e.g. 'medium-play:-1'; got {item!r}.") from None
+    return out
+
+
+def resolve_eta(c) -> None:
+    """η per dataset where a config gives a table (AlignIQL Table 3 uses different η within AntMaze).
+
+    The first key of `config.eta_by_dataset` that occurs in the dataset id sets `config.eta`; with
+    no match (or an empty table) `config.eta` stays as given.
+    """
+    for key, eta in parse_eta_by_dataset(c.get("eta_by_dataset", "")).items():
+        if key in c.dataset:
+            c.eta = eta
+            return
+
+
 def check_config(c) -> None:
+    """Resolves the per-dataset η (`resolve_eta`), then rejects invalid settings naming the field."""
     def bad(field: str, value, why: str):
         raise ConfigError(f"Invalid setting config.{field}={value!r}: {why}. "
                           f"Fix it in your config file or with --config.{field}=... on the command line.")
+
+    resolve_eta(c)
 
     if c.algorithm not in ALGORITHMS:
         bad("algorithm", c.algorithm, f"unknown algorithm; choose one of {', '.join(ALGORITHMS)}")
