@@ -13,6 +13,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from data.returns import returns_to_go
+
 
 @dataclass
 class EvalResult:
@@ -22,6 +24,12 @@ class EvalResult:
     q: float
     v: float
     normalized: np.ndarray | None = field(default=None)
+    # Calibration of the critic on the policy's own choices (when a reward transform and discount are
+    # given): mean over steps with a known return-to-go of Q(s, a_taken), of the discounted return the
+    # episode then earned from there (in the learner's reward scale), and the steps counted.
+    q_chosen: float | None = None
+    mc_return: float | None = None
+    calibration_steps: int = 0
 
     def summary(self) -> dict[str, float]:
         out = {"return_mean": float(self.returns.mean()), "return_std": float(self.returns.std()),
@@ -29,12 +37,23 @@ class EvalResult:
                "q_mean": self.q, "v_mean": self.v}
         if self.normalized is not None:
             out |= {"score_mean": float(self.normalized.mean()), "score_std": float(self.normalized.std())}
+        if self.calibration_steps:
+            # > 0: the critic promises more than the chosen actions deliver (over-estimation it acts on)
+            out |= {"q_chosen_mean": self.q_chosen, "mc_return_mean": self.mc_return,
+                    "q_minus_return": self.q_chosen - self.mc_return}
         return out
 
 
 def evaluate(policy, env_fn: Callable[[int], "object"], num_episodes: int, seed: int, device: torch.device,
-             max_episode_steps: int = 0, normalize: Callable[[np.ndarray], np.ndarray] | None = None) -> EvalResult:
-    """Run `num_episodes` episodes of `policy` (anything with `.act(obs_tensor, generator)`)."""
+             max_episode_steps: int = 0, normalize: Callable[[np.ndarray], np.ndarray] | None = None,
+             reward_transform: Callable[[np.ndarray], np.ndarray] | None = None,
+             discount: float | None = None) -> EvalResult:
+    """Run `num_episodes` episodes of `policy` (anything with `.act(obs_tensor, generator)`).
+
+    With `reward_transform` (the learner's reward scaling) and `discount`, also compare the critic's
+    Q of every action taken with the discounted return that followed it (`EvalResult.q_chosen`,
+    `mc_return`): the critic's error on exactly the actions the policy selects.
+    """
     envs = [env_fn(seed + i) for i in range(num_episodes)]
     obs = np.stack([env.reset(seed=seed + i)[0] for i, env in enumerate(envs)]).astype(np.float32)
     generator = torch.Generator(device=device)
@@ -44,6 +63,10 @@ def evaluate(policy, env_fn: Callable[[int], "object"], num_episodes: int, seed:
     active = np.ones(num_episodes, dtype=bool)
     gap_sum = q_sum = v_sum = 0.0
     visited = 0
+    calibrate = reward_transform is not None and discount is not None
+    chosen_q: list[list[float]] = [[] for _ in range(num_episodes)]
+    rewards: list[list[float]] = [[] for _ in range(num_episodes)]
+    ended_by_termination = np.zeros(num_episodes, dtype=bool)
     try:
         while active.any():
             ids = np.flatnonzero(active)
@@ -53,15 +76,32 @@ def evaluate(policy, env_fn: Callable[[int], "object"], num_episodes: int, seed:
             q_sum += float(stats["q"].sum())
             v_sum += float(stats["v"].sum())
             visited += len(ids)
+            q_taken = stats["q_chosen"].float().cpu().numpy() if calibrate else None
             for k, i in enumerate(ids):
                 next_obs, reward, terminated, truncated, _ = envs[i].step(actions[k])
                 returns[i] += reward
                 lengths[i] += 1
                 obs[i] = next_obs
+                if calibrate:
+                    chosen_q[i].append(float(q_taken[k]))
+                    rewards[i].append(float(reward))
                 if terminated or truncated or (max_episode_steps and lengths[i] >= max_episode_steps):
                     active[i] = False
+                    ended_by_termination[i] = bool(terminated)
     finally:
         for env in envs:
             env.close()
-    return EvalResult(returns=returns, lengths=lengths, gap=gap_sum / visited, q=q_sum / visited,
-                      v=v_sum / visited, normalized=normalize(returns) if normalize else None)
+    result = EvalResult(returns=returns, lengths=lengths, gap=gap_sum / visited, q=q_sum / visited,
+                        v=v_sum / visited, normalized=normalize(returns) if normalize else None)
+    if calibrate:
+        qs, gs = [], []
+        for i in range(num_episodes):
+            scaled = reward_transform(np.asarray(rewards[i], dtype=np.float64))
+            g, valid = returns_to_go(scaled, bool(ended_by_termination[i]), float(discount))
+            qs.append(np.asarray(chosen_q[i])[valid])
+            gs.append(g[valid])
+        qs, gs = np.concatenate(qs), np.concatenate(gs)
+        if len(qs):
+            result.q_chosen, result.mc_return = float(qs.mean()), float(gs.mean())
+            result.calibration_steps = int(len(qs))
+    return result

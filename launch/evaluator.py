@@ -59,6 +59,7 @@ def run_evaluator(cfg, meta: Mapping[str, Any], replay_address: str, seed: int, 
                                   default_log, env_source, load_weights, stop_aware_log, wait_for_first_weights)
     from actor.envs import make_env
     from actor.evaluator import evaluate
+    from data.rewards import RewardTransform
     from networks.factory import build_acting_modules, make_policy, natural_weighting
     from replay import ONLINE_TABLE, WEIGHTS_TABLE
     from replay.sampler import table_stats
@@ -71,6 +72,7 @@ def run_evaluator(cfg, meta: Mapping[str, Any], replay_address: str, seed: int, 
     interval = max(1, int(o.eval_interval))
     source = env_source(meta)
     normalize = score_normalizer(meta)
+    reward_transform = RewardTransform.from_dict(meta["reward_transform"])
     eval_seed = int(seed) + EVAL_SEED_OFFSET
     device = torch.device("cpu")
     jsonl = JsonlLog(Path(run_dir) / "logs" / "evaluator.jsonl")
@@ -92,7 +94,8 @@ def run_evaluator(cfg, meta: Mapping[str, Any], replay_address: str, seed: int, 
     def evaluate_now(env_steps: int, trigger: str) -> None:
         t0 = time.monotonic()
         result = evaluate(policy, env_fn, int(o.eval_episodes), seed=eval_seed, device=device,
-                          max_episode_steps=int(cfg.eval.max_episode_steps), normalize=normalize)
+                          max_episode_steps=int(cfg.eval.max_episode_steps), normalize=normalize,
+                          reward_transform=reward_transform, discount=float(cfg.discount))
         s = result.summary()
         row = {"role": "evaluator", "time": time.time(), "env_steps": int(env_steps),
                "weights_version": state["version"],
@@ -100,6 +103,9 @@ def run_evaluator(cfg, meta: Mapping[str, Any], replay_address: str, seed: int, 
                "score_mean": s.get("score_mean"), "score_std": s.get("score_std"),
                "alignment_gap": s["alignment_gap"], "length_mean": s["length_mean"],
                "q_mean": s["q_mean"], "v_mean": s["v_mean"], "mode": o.eval_mode,
+               # the critic's error on the actions taken: Q(s, a) − the discounted return that followed
+               "q_chosen_mean": s.get("q_chosen_mean"), "mc_return_mean": s.get("mc_return_mean"),
+               "q_minus_return": s.get("q_minus_return"),
                "num_candidates": int(o.num_candidates), "weighting": weighting,
                "episodes": int(o.eval_episodes), "trigger": trigger,
                "eval_seconds": time.monotonic() - t0}
@@ -109,7 +115,9 @@ def run_evaluator(cfg, meta: Mapping[str, Any], replay_address: str, seed: int, 
         score = f"score {row['score_mean']:.1f} ± {row['score_std']:.1f}, " if row["score_mean"] is not None else ""
         log(f"[{trigger}] env steps {env_steps}, weights v{state['version']}: {score}"
             f"return {row['return_mean']:.1f} ± {row['return_std']:.1f}, "
-            f"alignment gap {row['alignment_gap']:+.3f} ({row['eval_seconds']:.1f}s)")
+            f"alignment gap {row['alignment_gap']:+.3f}"
+            + (f", Q of actions taken − return after them {row['q_minus_return']:+.1f}"
+               if row["q_minus_return"] is not None else "") + f" ({row['eval_seconds']:.1f}s)")
 
     try:
         with SignalStop(stop_event):

@@ -61,8 +61,9 @@ def load_offline_data(cfg):
     return dataset, transform, env_fn
 
 
-def evaluate_all(learner, cfg, dataset, env_fn, device, step: int) -> dict[str, float]:
-    """One evaluation per (mode, N): raw return, normalised score and alignment gap."""
+def evaluate_all(learner, cfg, dataset, env_fn, device, step: int, reward_transform=None) -> dict[str, float]:
+    """One evaluation per (mode, N): raw return, normalised score, alignment gap and, given the
+    reward transform, the critic's calibration on the actions taken (Q − the return that followed)."""
     from actor.evaluator import evaluate
 
     learner.train(False)
@@ -75,7 +76,8 @@ def evaluate_all(learner, cfg, dataset, env_fn, device, step: int) -> dict[str, 
             if mode != "gaussian" else learner.acting_policy()
         result = evaluate(policy, env_fn, cfg.eval.episodes, seed=cfg.seed + cfg.eval.seed_offset,
                           device=device, max_episode_steps=cfg.eval.max_episode_steps,
-                          normalize=dataset.normalized_score if has_ref else None)
+                          normalize=dataset.normalized_score if has_ref else None,
+                          reward_transform=reward_transform, discount=cfg.discount if reward_transform else None)
         tag = f"eval/{mode}_N{n}" if mode != "gaussian" else "eval/gaussian"
         for key, value in result.summary().items():
             out[f"{tag}/{key}"] = value
@@ -90,11 +92,15 @@ def print_eval(metrics: dict[str, float], step: int) -> None:
         score_txt = f"score {score:6.1f} ± {metrics[f'{tag}/score_std']:5.1f} | " if score is not None else ""
         print(f"  [eval @ {step}] {tag.removeprefix('eval/'):>14}: {score_txt}"
               f"return {metrics[f'{tag}/return_mean']:8.1f} ± {metrics[f'{tag}/return_std']:6.1f} | "
-              f"alignment gap E_π[Q]−V {metrics[f'{tag}/alignment_gap']:+.3f}", flush=True)
+              f"alignment gap E_π[Q]−V {metrics[f'{tag}/alignment_gap']:+.3f}"
+              + (f" | Q of actions taken − return after them {metrics[f'{tag}/q_minus_return']:+.1f}"
+                 if f"{tag}/q_minus_return" in metrics else ""), flush=True)
 
 
-def train(cfg, resume: bool) -> dict:
+def train(cfg, resume: bool, run_dir: Path | None = None) -> dict:
+    """Pretrain into `run_dir` (default: run_directory(cfg), i.e. <workdir>/<name>-<algorithm>-<data>-s<seed>)."""
     from learner.agent import Learner
+    from learner.calibration import DatasetCalibration, describe
     from learner.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
     from learner.config_check import check_config
     from learner.offline_buffer import OfflineBuffer
@@ -104,7 +110,7 @@ def train(cfg, resume: bool) -> dict:
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     device = pick_device(cfg.device)
-    run_dir = run_directory(cfg)
+    run_dir = Path(run_dir) if run_dir is not None else run_directory(cfg)
     ckpt_path = run_dir / "checkpoint.pt"
     if ckpt_path.exists() and not resume:
         raise UserFacingError(f"{run_dir} already holds a run. Continue it with --resume, or start a new one "
@@ -117,6 +123,7 @@ def train(cfg, resume: bool) -> dict:
     torch.manual_seed(cfg.seed)
     buffer = OfflineBuffer.from_dataset(dataset, transform, device)
     learner = Learner(cfg, dataset.obs_dim, dataset.act_dim, device)
+    calibration = DatasetCalibration(dataset, transform, cfg.discount, device, seed=cfg.seed)
 
     step, history, run_id = 0, [], None
     if resume:
@@ -172,16 +179,19 @@ def train(cfg, resume: bool) -> dict:
                 t_last, step_last = now, step
                 scalars = {f"train/{k}": float(v) for k, v in metrics.items()}
                 scalars["train/steps_per_second"] = rate
+                scalars |= calibration.measure(learner)
                 logger.log(scalars, step)
                 losses = " ".join(f"{k.split('/')[-1]} {float(v):.4g}" for k, v in metrics.items()
                                   if k.startswith("loss/"))
                 print(f"step {step:>8}/{total} | {rate:7.1f} steps/s | left {format_duration((total - step) / rate)}"
                       f" | {losses}", flush=True)
             if step % cfg.eval.interval == 0 or step == total:
-                results = evaluate_all(learner, cfg, dataset, env_fn, device, step)
+                results = evaluate_all(learner, cfg, dataset, env_fn, device, step, reward_transform=transform)
+                results |= calibration.measure(learner)
                 logger.log(results, step)
                 history.append({"step": step, **results})
-                print_eval(results, step)
+                print_eval({k: v for k, v in results.items() if k.startswith("eval/")}, step)
+                print(f"  [eval @ {step}] {describe(results)}", flush=True)
             if at_ckpt or stopping:
                 checkpoint()
             if stopping:
@@ -200,7 +210,9 @@ def train(cfg, resume: bool) -> dict:
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     print(f"\n=== {cfg.algorithm} on {dataset.name}: final evaluation after {step} steps "
           f"({cfg.eval.episodes} episodes each) ===")
-    print_eval({k: v for k, v in final.items() if k != "step"}, step)
+    print_eval({k: v for k, v in final.items() if k.startswith("eval/")}, step)
+    if "calibration/q_data" in final:
+        print(f"  {describe(final)}")
     print(f"run directory: {run_dir} (checkpoint.pt, metrics.jsonl, summary.json, wandb/)")
     return summary
 

@@ -54,7 +54,8 @@ class CandidatePolicy:
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, generator: torch.Generator | None = None):
-        """Actions [B, act] and per-state stats {"q": E_π[Q], "v": V, "gap": E_π[Q] − V}."""
+        """Actions [B, act] and per-state stats {"q": E_π[Q], "v": V, "gap": E_π[Q] − V,
+        "q_chosen": Q of the action taken}."""
         s = self.spec
         b = obs.shape[0]
         cand = self.behavior.sample(obs, s.num_candidates, generator)          # [B, N, act]
@@ -68,7 +69,8 @@ class CandidatePolicy:
         idx = extraction.select(logw, q, s.mode, generator)
         actions = cand[torch.arange(b, device=obs.device), idx]
         eq = extraction.expected_q(logw, q, s.mode)
-        return actions, {"q": eq, "v": v, "gap": eq - v}
+        q_chosen = q.gather(-1, idx.unsqueeze(-1)).squeeze(-1)
+        return actions, {"q": eq, "v": v, "gap": eq - v, "q_chosen": q_chosen}
 
 
 class GaussianPolicy:
@@ -81,4 +83,4 @@ class GaussianPolicy:
     def act(self, obs: torch.Tensor, generator: torch.Generator | None = None):
         actions = self.actor(obs)
         q, v = self.critic(obs, actions), self.value(obs)
-        return actions, {"q": q, "v": v, "gap": q - v}
+        return actions, {"q": q, "v": v, "gap": q - v, "q_chosen": q}

@@ -123,6 +123,14 @@ def test_multiprocess_run_survives_a_killed_actor_and_logs_the_curve(store, tmp_
     assert summary["actor_restarts"] >= 1 and summary["env_steps"] >= 2500 and summary["learner_steps"] > 0
     assert len(summary["evaluations"]) >= 2 and summary["score_after_pretraining"] is not None
     assert (run_dir / "finetune_curve.png").stat().st_size > 1000
+    assert (run_dir / "pretrain" / "checkpoint.pt").exists()          # one level, not pretrain/<run>/
+    for role_out in (run_dir / "logs").glob("*.out"):                 # no TensorFlow CUDA noise on a CPU run
+        assert "Unable to register" not in role_out.read_text(), role_out.name
+    # the critic's calibration reaches the logs: on dataset transitions, and on the evaluator's choices
+    learner_rows = [json.loads(line) for line in (run_dir / "logs" / "learner.jsonl").read_text().splitlines()]
+    assert any("calibration/q_over_return" in r and "calibration/online_max_adv" in r for r in learner_rows)
+    eval_rows = [json.loads(line) for line in (run_dir / "logs" / "evaluator.jsonl").read_text().splitlines()]
+    assert all("q_minus_return" in r for r in eval_rows)
     assert "normalised score after pretraining" in out and "updates per env step" in out
     assert "online transitions (empty)" in (run_dir / "logs" / "replay_server.out").read_text()
     # the offline wandb run holds the finetuning curve keyed by environment steps

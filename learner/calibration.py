@@ -1,0 +1,75 @@
+"""Is the critic near its fixed point? Q on the behaviour data against the data's own returns.
+
+With γ = 0.99 and a target EMA of 0.005, bootstrapping needs O(10⁴–10⁵) updates to carry reward
+through the horizon; a critic stopped earlier ranks actions on values it has not learnt yet. This
+puts a number on it: the mean of Q(s, a) over a fixed sample of dataset transitions against the
+mean discounted Monte-Carlo return-to-go G of the same transitions (data/returns.py), in the
+learner's reward scale. For expectile τ = 0.5 a converged critic has Q ≈ G; for τ > 0.5 Q exceeds
+G by what the best in-data actions add. A ratio well below 1 says "train longer".
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from data.returns import dataset_returns_to_go
+
+
+class DatasetCalibration:
+    def __init__(self, dataset, reward_transform, discount: float, device, sample_size: int = 4096,
+                 seed: int = 0):
+        g, valid = dataset_returns_to_go(reward_transform(dataset.rewards), dataset.terminals,
+                                         dataset.timeouts, discount)
+        candidates = np.flatnonzero(valid)
+        if len(candidates) == 0:
+            raise ValueError("no transition of the dataset has a known return-to-go")
+        rng = np.random.default_rng(seed)    # its own stream: measuring never moves the training RNG
+        idx = np.sort(rng.choice(candidates, size=min(sample_size, len(candidates)), replace=False))
+        self.obs = torch.as_tensor(np.asarray(dataset.observations[idx], dtype=np.float32), device=device)
+        self.act = torch.as_tensor(np.asarray(dataset.actions[idx], dtype=np.float32), device=device)
+        self.mc_return = float(g[idx].mean())
+        self.size = len(idx)
+
+    @torch.no_grad()
+    def measure(self, learner) -> dict[str, float]:
+        """calibration/{q_data, v_data, mc_return_data, q_over_return}; the networks' modes are untouched."""
+        q = float(learner.critic_target(self.obs, self.act).mean())
+        was_training = learner.value.training
+        learner.value.eval()
+        v = float(learner.value(self.obs).mean())
+        learner.value.train(was_training)
+        return {"calibration/q_data": q, "calibration/v_data": v, "calibration/mc_return_data": self.mc_return,
+                "calibration/q_over_return": q / self.mc_return if self.mc_return else float("nan")}
+
+
+def describe(m: dict[str, float]) -> str:
+    """One console line a user can act on."""
+    ratio = m["calibration/q_over_return"]
+    verdict = "still far from its fixed point: train longer" if ratio < 0.8 else \
+        "near the data's returns" if ratio < 1.25 else "above the data's returns (optimistic)"
+    return (f"critic calibration: Q on dataset transitions {m['calibration/q_data']:.1f} vs their discounted "
+            f"return-to-go {m['calibration/mc_return_data']:.1f} ({100 * ratio:.0f} %), {verdict}")
+
+
+@torch.no_grad()
+def candidate_advantage(learner, obs: torch.Tensor, num_candidates: int,
+                        generator: torch.Generator | None = None) -> dict[str, float]:
+    """max_i Q(s, a_i) − V(s) and mean_i Q(s, a_i) − V(s) over N candidates a_i ~ μ(·|s).
+
+    What an argmax over N candidates stands to gain by the critic's own account: large where the
+    critic's ranking of μ's samples is confident, whether or not that is true. Logged separately
+    for online and offline rows, it shows whether the critic has grown optimistic about the states
+    the policy now visits.
+    """
+    if not hasattr(learner, "behavior_ema"):
+        return {}
+    b = obs.shape[0]
+    cand = learner.behavior_ema.sample(obs, num_candidates, generator)               # [B, N, act]
+    rows = obs.repeat_interleave(num_candidates, dim=0)
+    q = learner.critic_target(rows, cand.reshape(b * num_candidates, -1)).view(b, num_candidates)
+    was_training = learner.value.training
+    learner.value.eval()
+    v = learner.value(obs)
+    learner.value.train(was_training)
+    adv = q - v.unsqueeze(-1)
+    return {"max_adv": float(adv.max(-1).values.mean()), "mean_adv": float(adv.mean())}
