@@ -205,7 +205,7 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default=None, help="cpu / cuda (default: CUDA when present)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from bench.learner_throughput import TABLE_HEAD, format_rows, machine_line
 
     print(f"# bench.learner_feed: {machine_line()}", flush=True)

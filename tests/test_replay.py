@@ -405,3 +405,14 @@ def test_online_feed_hands_a_sampling_error_to_the_learner(make_server):
     with pytest.raises(RuntimeError, match="stream broken"):   # and again: the learner cannot miss it
         feed.get(timeout=1.0)
     feed.close()
+
+
+def test_importing_reverb_through_the_replay_package_prints_no_tensorflow_factory_errors():
+    import os
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    out = subprocess.run([sys.executable, "-c", "import replay.server"], capture_output=True, text=True,
+                         env=env, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "Unable to register" not in out.stderr, out.stderr
