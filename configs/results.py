@@ -1,4 +1,4 @@
-"""Budgets of the comparison study run by `python -m launch.results --budget=tiny|small|medium`.
+"""Budgets of the comparison study run by `python -m study --budget=tiny|small|medium`.
 
 One budget = the same pretraining and finetuning budget for every method: networks,
 batch sizes, learner steps, evaluation protocol, online environment steps and seeds.
@@ -13,7 +13,7 @@ How `small` was sized (2 CPU cores, one torch thread per process, a quiet machin
 "Performance"): quickstart-size pretraining runs at ~70 learner steps/s per process, two at a
 time; finetuning runs at ~50 environment steps/s plus ~40 s to start its 5 processes, one
 at a time. `estimate_seconds(get_config("small"))` turns that into a wall-time estimate;
-`launch.results` prints it before starting and writes the measured wall time into results.md.
+`python -m study` prints it before starting and writes the measured wall time into results.md.
 """
 from __future__ import annotations
 

@@ -1,10 +1,10 @@
 """The comparison study end to end at the tiny budget, and the bandit figure.
 
-`python -m launch.results --budget=tiny` on a small made Hopper dataset (stand-in behaviour
-policy) in a temp Minari store: 5 pretraining runs of ~100 steps, 2 finetuning runs of a few
-hundred environment steps with a real Reverb server, then a final evaluation of the 7 last checkpoints. What is checked is that the study runs,
-writes results.md with both tables and the PNGs, skips finished runs when run again, and
-that --only_report works; not learning quality.
+`python -m study --budget=tiny` on a small made Hopper dataset (stand-in behaviour policy) in a
+temp Minari store: 5 pretraining runs of ~100 steps, 2 finetuning runs of a few hundred
+environment steps with a real Reverb server, then a final evaluation of the 7 last checkpoints.
+What is checked is that the study runs, writes results.md with both tables and the PNGs, skips
+finished runs when run again, and that --only_report works; not learning quality.
 """
 from __future__ import annotations
 
@@ -28,14 +28,15 @@ def study(tmp_path_factory):
     out = tmp_path_factory.mktemp("results")
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
     env.update(MINARI_DATASETS_PATH=str(store), HOME=str(out), PYTHONUNBUFFERED="1")
-    cmd = [sys.executable, "-m", "launch.results", "--budget=tiny", f"--out_dir={out / 'docs'}",
+    cmd = [sys.executable, "-m", "study", "--budget=tiny", f"--out_dir={out / 'docs'}",
            f"--runs_dir={out / 'runs'}", f"--datasets={DATASET_ID}"]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    # ~4 min on 2 quiet cores; 5.5 min measured with the cores shared (1-min load average ~5).
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=480)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return {"out": out, "cmd": cmd, "env": env, "stdout": proc.stdout}
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(600)
 def test_tiny_study_writes_tables_and_figures(study):
     docs = study["out"] / "docs"
     text = (docs / "results.md").read_text()
@@ -64,7 +65,8 @@ def test_tiny_study_writes_tables_and_figures(study):
     assert "‡" not in "".join(line for line in text.splitlines() if line.startswith("| hopper-results-tiny"))
 
 
-@pytest.mark.timeout(120)
+
+@pytest.mark.timeout(240)
 def test_rerun_skips_finished_runs_and_only_report(study):
     env, cmd = study["env"], study["cmd"]
     runs = study["out"] / "runs" / "tiny"

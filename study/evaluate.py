@@ -1,0 +1,93 @@
+"""The final evaluation of one run: its last checkpoint, K episodes per extraction mode and N.
+
+    python -m study.evaluate --checkpoint=<run>/learner_checkpoint.pt --config_json=<run>/config.json \
+        --out=eval.json --episodes=20 --modes=argmax,implicit --num_candidates=1,4,16
+
+A pretraining checkpoint carries its config (no --config_json); a finetuning run's learner
+checkpoint needs the run's config.json. The JSON written to --out holds
+`results[mode][str(N)]` = the evaluator's summary (score, return, alignment gap, ...) plus its
+seconds; IQL's Gaussian actor has one entry, `results["gaussian"]["1"]` (its mean, whatever N).
+With N = 1 every extraction picks the one candidate (a sample from μ alone: behaviour cloning by
+μ), so only the first mode is evaluated there.
+
+Seeds: config.seed + FINAL_EVAL_SEED_OFFSET for the environments and the candidate generator, the
+same for every mode and N, for a pretrained checkpoint and for the runs finetuned from it
+(common random numbers).
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from absl import app, flags
+
+FINAL_EVAL_SEED_OFFSET = 20_000_000   # never an in-training (100,000), evaluator (10,000,000) or actor seed
+
+
+def evaluate_checkpoint(ckpt: str, out: str, episodes: int, modes: list[str], num_candidates: list[int],
+                        config_json: str | None = None) -> dict:
+    """Evaluate `ckpt` for every mode and N; writes `out` atomically and returns its content."""
+    import ml_collections
+    import torch
+
+    from actor.evaluator import evaluate
+    from launch.pretrain import load_offline_data
+    from learner.agent import Learner
+    from learner.checkpoint import load_checkpoint
+
+    ns = [int(n) for n in num_candidates]
+    state = load_checkpoint(ckpt, map_location="cpu")
+    cfg = ml_collections.ConfigDict(json.loads(Path(config_json).read_text() if config_json else state["config"]))
+    dataset, _transform, env_fn = load_offline_data(cfg)
+    learner = Learner(cfg, dataset.obs_dim, dataset.act_dim, torch.device("cpu"))
+    learner.load_state_dict(state["learner"])
+    learner.train(False)
+    has_ref = dataset.ref_min_score is not None and dataset.ref_max_score is not None
+    seed = int(cfg.seed) + FINAL_EVAL_SEED_OFFSET
+    if cfg.algorithm == "iql":
+        settings = [("gaussian", 1)]
+    else:
+        settings = [(mode, n) for n in ns for mode in (modes[:1] if n == 1 else modes)]
+    results: dict = {}
+    for mode, n in settings:
+        policy = learner.acting_policy() if mode == "gaussian" else learner.acting_policy(
+            weighting=cfg.eval.weighting or None, mode=mode, num_candidates=n)
+        t0 = time.time()
+        r = evaluate(policy, env_fn, episodes, seed=seed, device=torch.device("cpu"),
+                     max_episode_steps=cfg.eval.max_episode_steps,
+                     normalize=dataset.normalized_score if has_ref else None)
+        results.setdefault(mode, {})[str(n)] = {**r.summary(), "seconds": time.time() - t0}
+        print(f"{mode}, N = {n}: {results[mode][str(n)]}", flush=True)
+    data = {"checkpoint": str(ckpt), "episodes": episodes, "seed": seed, "num_candidates": ns,
+            "weighting": cfg.eval.weighting or "", "results": results}
+    tmp = Path(out).with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    tmp.replace(out)
+    return data
+
+
+def define_flags():
+    """Only when run as a program (the study imports this module's constants)."""
+    flags.DEFINE_string("checkpoint", None, "Checkpoint to evaluate (checkpoint.pt or learner_checkpoint.pt).",
+                        required=True)
+    flags.DEFINE_string("config_json", None, "The run's config.json (finetuning runs; a pretraining checkpoint "
+                        "carries its config).")
+    flags.DEFINE_string("out", None, "Where the evaluation's JSON goes.", required=True)
+    flags.DEFINE_integer("episodes", 20, "Episodes per mode and N.")
+    flags.DEFINE_list("modes", ["argmax"], "Extraction modes (argmax, implicit).")
+    flags.DEFINE_list("num_candidates", ["16"], "N: candidates sampled from μ per state, one or several.")
+
+
+def main(argv):
+    del argv
+    import torch
+    torch.set_num_threads(1)
+    f = flags.FLAGS
+    evaluate_checkpoint(f.checkpoint, f.out, f.episodes, list(f.modes), [int(n) for n in f.num_candidates],
+                        f.config_json)
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)

@@ -1,0 +1,108 @@
+"""The report's result tables: offline per dataset, online per dataset and recipe.
+
+Cells are mean ± std over seeds of each run's last checkpoint, never its best.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from configs import results as budgets
+from study.figures import offline_figure, online_figure
+from study.plan import short, slug
+from study.stats import mstd, pm
+
+
+def labels(c) -> dict:
+    """method key -> label."""
+    return {m: budgets.METHODS[m][0] for m in c.methods}
+
+
+def offline_section(c, off: dict, ds_info: dict, figures: Path) -> list[str]:
+    """`off`: (dataset, method) -> records (study.records.offline_records)."""
+    pre = c.pretrain
+    k = int(pre.final_eval_episodes)
+    method_labels = labels(c)
+    L = ["## Offline pretraining: the last checkpoint", "",
+          f"Normalised score = 100·(return − random)/(expert − random) with the dataset's references. "
+          f"Each cell: mean ± std over seeds (population std) of each run's **last** checkpoint (step "
+          f"{pre.steps:,}; never the best one), evaluated once more after training on {k} episodes "
+          f"(the in-training evaluations average only {pre.eval_episodes}; the last of them is in the "
+          f"last column). Alignment gap = E_π[Q] − V (AlignIQL Def. 3.1) averaged over the states the "
+          f"evaluation visited, exact over the N = {pre.num_candidates} candidates for the extraction evaluated "
+          f"(argmax: the chosen candidate's Q − V; implicit: the weight-averaged Q − V). **argmax** (the papers' "
+          f"evaluation) is what the scores rank by; **implicit** draws the action by weight (the policy the "
+          f"weights define). IQL's Gaussian actor is evaluated at its mean. IDQL runs with "
+          f"`eval.weighting=greedy` (argmax over Q), which both modes use: its implicit column is the same greedy "
+          f"policy drawn with a different random stream, a measure of evaluation noise.", "",
+          f"| dataset | method | score, argmax | return, argmax | alignment gap, argmax | score, implicit | "
+          f"alignment gap, implicit | last in-training evaluation, argmax ({pre.eval_episodes} ep.) | seeds |",
+          "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for d in c.datasets:
+        b = ds_info.get(d, {})
+        if b.get("return_mean") is not None:
+            L.append(f"| {short(d)} | behaviour data ({b['episodes']} episodes) | "
+                     f"{b['score_mean']:.1f} ± {b['score_std']:.1f}* | {b['return_mean']:.0f} ± {b['return_std']:.0f}* "
+                     f"| | | | | |")
+        for m in c.methods:
+            recs = off.get((d, m), [])
+            if not recs:
+                L.append(f"| {short(d)} | {method_labels[m]} | not run | | | | | | 0 |")
+                continue
+            mark = "" if all(r["final"] for r in recs) else " ‡"
+            imp_s, imp_g = [r["score_implicit"] for r in recs], [r["gap_implicit"] for r in recs]
+            L.append(f"| {short(d)} | {method_labels[m]} | {pm([r['score'] for r in recs])}{mark} | "
+                     f"{pm([r['return'] for r in recs], 0)} | {pm([r['gap'] for r in recs], 3)} | "
+                     f"{pm(imp_s) if mstd(imp_s) else '–'} | {pm(imp_g, 3) if mstd(imp_g) else '–'} | "
+                     f"{pm([r['t_score'] for r in recs])} | {len(recs)} |")
+    L += ["", "\\* behaviour data: mean ± std over the dataset's complete episodes. ‡ no final evaluation yet: "
+          "the last in-training evaluation.", ""]
+    for d in c.datasets:
+        p = offline_figure(off, d, c.methods, ds_info.get(d, {}), figures / f"offline_{slug(d)}.png")
+        if p:
+            L += [f"![offline {d}](figures/{p.name})", ""]
+    return L
+
+
+def online_section(c, onl: dict, ds_info: dict, figures: Path, online: dict) -> list[str]:
+    """`onl`: (dataset, method, recipe) -> records (study.records.online_records); `online`: the
+    finetuning runs' config.online."""
+    ft = c.finetune
+    k = int(c.pretrain.final_eval_episodes)
+    method_labels = labels(c)
+    L = ["## Online finetuning: after pretraining → at the end", "",
+          f"Argmax extraction (N = {online['num_candidates']}), the papers' evaluation policy. \"After "
+          f"pretraining\" and \"at the end\" are the final evaluations ({k} episodes, the same environment and "
+          f"candidate seeds for both) of the pretrained checkpoint and of the learner's last checkpoint; the "
+          f"next-to-last column gives the finetuning run's own evaluator, first → last evaluation "
+          f"({online['eval_episodes']} episodes each). Mean ± std over seeds.", "",
+          "| dataset | pretrained method | recipe | score after pretraining | score at the end | change | "
+          f"return at the end | alignment gap at the end | evaluator: first → last ({online['eval_episodes']} ep.) "
+          "| env steps | seeds |",
+          "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for d in c.datasets:
+        for m in ft.methods:
+            for r in c.recipes:
+                recs = onl.get((d, m, r), [])
+                if not recs:
+                    L.append(f"| {short(d)} | {method_labels.get(m, m)} | {r} | not run | | | | | | | 0 |")
+                    continue
+                mark = "" if all(x["final"] for x in recs) else " ‡"
+                first = [x["start"].get("score_mean") for x in recs]
+                last = [x["end"].get("score_mean") for x in recs]
+                delta = [b - a for a, b in zip(first, last) if a is not None and b is not None]
+                ev = (f"{pm([x['first'].get('score_mean') for x in recs])} → "
+                      f"{pm([x['last'].get('score_mean') for x in recs])}")
+                L.append(f"| {short(d)} | {method_labels.get(m, m)} | {r} | {pm(first)}{mark} | {pm(last)}{mark} | "
+                         f"{pm(delta)} | {pm([x['end']['return_mean'] for x in recs], 0)} | "
+                         f"{pm([x['end']['alignment_gap'] for x in recs], 3)} | {ev} | "
+                         f"{pm([x['env_steps'] for x in recs], 0)} | {len(recs)} |")
+    L += ["", "‡ no final evaluation yet: the evaluator's first and last rows."]
+    L.append("")
+    for d in c.datasets:
+        for r in c.recipes:
+            p = online_figure(onl, d, r, ft.methods, int(online["eval_interval"]), ds_info.get(d, {}),
+                              figures / f"online_{slug(d)}_{r}.png", int(online["total_env_steps"]), k)
+            if p:
+                L += [f"![online {d} {r}](figures/{p.name})", ""]
+    return L
+
