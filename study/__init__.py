@@ -5,7 +5,7 @@
     runner     subprocesses, at most N at a time, resumed and skipped by their files
     evaluate   the final evaluation of one checkpoint (`python -m study.evaluate`), several modes and N
     records    run directories -> per-seed records of the headline numbers and curves
-    stats      mean ± std over seeds
+    stats      mean ± std, IQM and stratified-bootstrap intervals (rliable)
     figures    learning-curve PNGs
     tables     the offline and online tables
     reading    the "Reading the numbers" statements
