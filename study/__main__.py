@@ -12,7 +12,8 @@
    (configs/finetune_argmax.py: μ frozen + argmax; configs/finetune.py: μ finetuned + implicit);
 3. a final evaluation (python -m study.evaluate) of every run's last checkpoint on common seeds;
 4. the report: <out_dir>/results.md with the tables (the LAST checkpoint, mean ± std over
-   seeds, never the best), learning curves under <out_dir>/figures/, the bandit figure
+   seeds, never the best), the IQM of each method over datasets × seeds with 95 % stratified-
+   bootstrap intervals, learning curves under <out_dir>/figures/, the bandit figure
    (docs/bandit_figure.py) and the commands that reproduce the papers' tables on a GPU box.
 
 Every run has its own directory under <runs_dir>/<budget>/{pretrain,finetune}/ and is done

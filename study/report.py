@@ -1,7 +1,7 @@
 """The study's report: <out_dir>/results.md and the PNGs under <out_dir>/figures/.
 
 Sections, in order: the budget (with the measured wall time), the offline and online tables with
-their figures (study/tables.py, study/figures.py), the
+their figures (study/tables.py, study/figures.py), the aggregates over datasets × seeds, the
 statements generated from the numbers (study/reading.py), the bandit figure (docs/bandit_figure.py)
 and the commands that reproduce the papers' tables (study/papers.py).
 """
@@ -17,7 +17,7 @@ from study.plan import Run, apply, load_config_file
 from study.reading import reading_section
 from study.records import dataset_info, measured_rates, offline_records, online_records
 from study.runner import machine_info
-from study.tables import offline_section, online_section
+from study.tables import aggregate_section, offline_section, online_section
 
 
 def bandit_section(out_dir: Path) -> list[str]:
@@ -107,6 +107,7 @@ def write_report(c, root: Path, out_dir: Path, pre_runs: list[Run], ft_runs: lis
 
     L += offline_section(c, off, ds_info, figures)
     L += online_section(c, onl, ds_info, figures, online)
+    L += aggregate_section(c, off, onl)
     L += reading_section(c, off, onl, pre_runs, ds_info, base)
     failed = [r.name for r in pre_runs + ft_runs if not r.done()]
     if failed:

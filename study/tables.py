@@ -1,6 +1,8 @@
-"""The report's result tables: offline per dataset, online per dataset and recipe.
+"""The report's result tables: offline per dataset, online per dataset and recipe, and the aggregates.
 
-Cells are mean ± std over seeds of each run's last checkpoint, never its best.
+Per-dataset cells are mean ± std over seeds; the aggregates pool datasets × seeds into an
+interquartile mean with a 95 % stratified-bootstrap interval (study/stats.py). Every number is a
+run's last checkpoint, never its best.
 """
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from pathlib import Path
 from configs import results as budgets
 from study.figures import offline_figure, online_figure
 from study.plan import short, slug
-from study.stats import mstd, pm
+from study.stats import REPS, balanced, fmt_iqm, mstd, pm
 
 
 def labels(c) -> dict:
@@ -106,3 +108,43 @@ def online_section(c, onl: dict, ds_info: dict, figures: Path, online: dict) -> 
                 L += [f"![online {d} {r}](figures/{p.name})", ""]
     return L
 
+
+def _iqm_cell(records: list[list[dict]], key) -> tuple[str, str]:
+    """records per dataset -> ('IQM [lo, hi]' with ‡ if a headline is not a final evaluation, 'datasets × seeds')."""
+    x, seeds = balanced({i: {r["seed"]: key(r) for r in recs} for i, recs in enumerate(records)})
+    if x.size == 0:
+        return "n/a", "0"
+    mark = "" if all(r["final"] for recs in records for r in recs if r["seed"] in seeds) else " ‡"
+    return fmt_iqm(x) + mark, f"{x.shape[1]} × {x.shape[0]}"
+
+
+def aggregate_section(c, off: dict, onl: dict) -> list[str]:
+    """One table per phase (offline; online, one per recipe): IQM and 95 % CI of the normalised score over
+    datasets × seeds per method."""
+    method_labels = labels(c)
+    L = ["## Aggregates over datasets × seeds: interquartile mean and 95 % confidence interval", "",
+         f"The same final evaluations as the tables above (normalised score), pooled over the {len(c.datasets)} "
+         f"dataset(s) × {len(c.seeds)} seed(s) of the budget: the interquartile mean (IQM, the mean of the "
+         f"middle 50 % of runs, robust to one outlying seed) and its 95 % percentile interval from a stratified "
+         f"bootstrap ({REPS:,} resamples of the seeds within each dataset; Agarwal et al. 2021, `rliable`). "
+         f"With few seeds the interval is wide; with one seed per dataset it is the point itself. Seeds missing "
+         f"on one dataset are left out of that method's aggregate (the bootstrap draws the same number of "
+         f"runs from every dataset). ‡: some headline is the last in-training evaluation.", "",
+         "### Offline: the last checkpoint", "",
+         "| method | IQM score, argmax [95 % CI] | IQM score, implicit [95 % CI] | runs (datasets × seeds) |",
+         "|---|---:|---:|---:|"]
+    for m in c.methods:
+        recs = [off.get((d, m), []) for d in c.datasets]
+        arg, runs = _iqm_cell(recs, lambda r: r["score"])
+        imp, _ = _iqm_cell(recs, lambda r: r["score_implicit"])
+        L.append(f"| {method_labels[m]} | {arg} | {imp if imp != 'n/a' else '–'} | {runs} |")
+    for r in c.recipes:
+        L += ["", f"### Online: {budgets.RECIPES[r][0]}", "",
+              "| pretrained method | IQM score after pretraining [95 % CI] | IQM score at the end [95 % CI] "
+              "| runs (datasets × seeds) |", "|---|---:|---:|---:|"]
+        for m in c.finetune.methods:
+            recs = [onl.get((d, m, r), []) for d in c.datasets]
+            start, runs = _iqm_cell(recs, lambda x: x["start"].get("score_mean"))
+            end, _ = _iqm_cell(recs, lambda x: x["end"].get("score_mean"))
+            L.append(f"| {method_labels.get(m, m)} | {start} | {end} | {runs} |")
+    return L + [""]

@@ -3,13 +3,16 @@
 `python -m study --budget=tiny` on a small made Hopper dataset (stand-in behaviour policy) in a
 temp Minari store: 5 pretraining runs of ~100 steps, 2 finetuning runs of a few hundred
 environment steps with a real Reverb server, then a final evaluation of the 7 last checkpoints.
-What is checked is that the study runs, writes results.md with both tables and the PNGs, skips
-finished runs when run again, and that --only_report works; not learning quality.
+What is checked is that the study runs, writes results.md with the per-dataset tables, the
+aggregate (IQM) tables and the PNGs, skips finished runs when run again, and that --only_report
+works; not learning quality.
 """
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -64,6 +67,35 @@ def test_tiny_study_writes_tables_and_figures(study):
     assert len(list(runs.glob("*/*/final_eval.json"))) == 7
     assert "‡" not in "".join(line for line in text.splitlines() if line.startswith("| hopper-results-tiny"))
 
+
+NUMBER = r"[-+]?\d+(?:\.\d+)?"
+
+
+def _numbers(cell: str) -> list[float]:
+    values = [float(x) for x in re.findall(NUMBER, cell)]
+    assert values and all(math.isfinite(v) for v in values), cell
+    return values
+
+
+@pytest.mark.timeout(600)
+def test_aggregate_tables(study):
+    text = (study["out"] / "docs" / "results.md").read_text()
+    # one aggregate table per phase: offline, then one per online recipe
+    start = text.index("## Aggregates over datasets × seeds")
+    section = text[start:text.index("## Reading the numbers")]
+    assert section.count("\n### ") == 3 and "### Offline" in section and "### Online" in section
+    rows = [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| method")
+            and not line.startswith("| pretrained method")]
+    labels = {r.split("|")[1].strip() for r in rows}
+    assert {"IQL (Gaussian + AWR)", "AlignIQL η=−1", "AlignIQL-hard"} <= labels, labels
+    for row in rows:
+        cells = [c.strip() for c in row.split("|")[1:-1]]
+        assert cells[1] != "–", row
+        for cell in cells[1:-1]:
+            if cell != "–":                            # IQL has no implicit extraction
+                m, lo, hi = _numbers(cell)[:3]         # "IQM [lower, upper]"
+                assert lo <= m <= hi, row
+        assert cells[-1] == "1 × 1", row               # 1 dataset × 1 seed
 
 
 @pytest.mark.timeout(240)
