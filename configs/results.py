@@ -29,6 +29,10 @@ METHODS = {
     "aligniql_hard": ("AlignIQL-hard", {"algorithm": "aligniql_hard"}),
 }
 
+# The behaviour-cloning baseline: no training run of its own, one more setting of the final evaluation
+# of this method's pretraining checkpoints: N = 1, a single sample from μ per state, so no critic choice.
+BC = {"label": "BC (μ alone, N = 1)", "from_method": "aligniql_neg", "num_candidates": 1}
+
 # recipe key -> (label, config file for launch.finetune)
 RECIPES = {
     "argmax": ("μ frozen + argmax (IDQL -Max)", "configs/finetune_argmax.py"),
@@ -128,7 +132,8 @@ def estimate_seconds(c: ml_collections.ConfigDict, rates: dict | None = None) ->
     n_ft = len(c.seeds) * len(c.datasets) * len(c.finetune.methods) * len(c.recipes)
     finetune_s = n_ft * (r["finetune_startup_s"] + steps / r["finetune_env_steps_per_s"])
     fe = pre.get("final_eval_episodes", 0) * episode_len / 1000 * r["eval_s_per_1k_steps_per_episode"] / 2
-    final_s = (len(c.seeds) * len(c.datasets) * (len(c.methods) * (len(pre.eval_modes) * fe + 6) + n_ft // max(
+    bc_s = fe if BC["from_method"] in c.methods else 0.0
+    final_s = (len(c.seeds) * len(c.datasets) * (len(c.methods) * (len(pre.eval_modes) * fe + 6) + bc_s + n_ft // max(
         1, len(c.seeds) * len(c.datasets)) * (fe + 6))) / c.max_parallel_pretrain
     return {"pretrain_s": pretrain_s, "finetune_s": finetune_s, "final_eval_s": final_s,
             "total_s": pretrain_s + finetune_s + final_s,

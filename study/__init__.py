@@ -7,7 +7,7 @@
     records    run directories -> per-seed records of the headline numbers and curves
     stats      mean ± std, IQM and stratified-bootstrap intervals (rliable)
     figures    learning-curve PNGs
-    tables     the offline and online tables
+    tables     the offline, online and aggregate tables
     reading    the "Reading the numbers" statements
     papers     the papers' tables and the commands that reproduce them
     report     results.md from all of the above

@@ -11,6 +11,7 @@
    pretraining checkpoints of `finetune.methods`, with both of IDQL's recipes
    (configs/finetune_argmax.py: μ frozen + argmax; configs/finetune.py: μ finetuned + implicit);
 3. a final evaluation (python -m study.evaluate) of every run's last checkpoint on common seeds;
+   AlignIQL η=−1's pretrained checkpoints also with N = 1, the behaviour-cloning baseline;
 4. the report: <out_dir>/results.md with the tables (the LAST checkpoint, mean ± std over
    seeds, never the best), the IQM of each method over datasets × seeds with 95 % stratified-
    bootstrap intervals, learning curves under <out_dir>/figures/, the bandit figure

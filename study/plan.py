@@ -134,7 +134,10 @@ def final_result(data: dict | None, mode: str, n: int | None = None) -> dict | N
 
 
 def final_eval_runs(c, pre_runs: list[Run], ft_runs: list[Run]) -> list[Run]:
-    """One evaluation of every finished run's last checkpoint, K episodes on common seeds."""
+    """One evaluation of every finished run's last checkpoint, K episodes on common seeds.
+
+    The pretraining checkpoints of the method the BC baseline comes from (configs/results.py `BC`)
+    are also evaluated with N = 1: one sample from μ, no critic choice."""
     k = int(c.pretrain.final_eval_episodes)
     online_n = int(budgets.flat(c.finetune.online).get("num_candidates", c.pretrain.num_candidates))
     runs = []
@@ -143,6 +146,8 @@ def final_eval_runs(c, pre_runs: list[Run], ft_runs: list[Run]) -> list[Run]:
         if "argmax" not in modes:
             modes.insert(0, "argmax")
         ns = [int(c.pretrain.num_candidates)]
+        if r.method == budgets.BC["from_method"] and budgets.BC["num_candidates"] not in ns:
+            ns.append(int(budgets.BC["num_candidates"]))
         args = ["study.evaluate", f"--checkpoint={r.run_dir / 'checkpoint.pt'}",
                 f"--out={r.run_dir / 'final_eval.json'}", f"--episodes={k}",
                 f"--modes={','.join(modes)}", f"--num_candidates={','.join(map(str, ns))}"]

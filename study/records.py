@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from configs import results as budgets
 from study.plan import Run, final_eval, final_result
 
 
@@ -87,6 +88,21 @@ def offline_records(runs: list[Run], episodes: int, num_candidates: int) -> dict
             rec |= {"final": False, "score": rec["t_score"], "return": rec["t_return"], "gap": rec["t_gap"],
                     "score_implicit": rec["t_score_implicit"], "gap_implicit": rec["t_gap_implicit"]}
         out.setdefault((run.dataset, run.method), []).append(rec)
+    return out
+
+
+def bc_records(runs: list[Run], episodes: int) -> dict:
+    """(dataset, "bc") -> one record per seed: the BC baseline, i.e. the final evaluation at N = 1 of the
+    pretraining checkpoints of configs/results.py `BC["from_method"]` (one sample from μ, no critic)."""
+    out: dict = {}
+    for run in runs:
+        if run.method != budgets.BC["from_method"]:
+            continue
+        r = final_result(final_eval(run.run_dir, episodes), "argmax", budgets.BC["num_candidates"])
+        if r:
+            out.setdefault((run.dataset, "bc"), []).append(
+                {"seed": run.seed, "final": True, "score": r.get("score_mean"), "return": r.get("return_mean"),
+                 "gap": r.get("alignment_gap"), "score_implicit": None, "gap_implicit": None, "t_score": None})
     return out
 
 

@@ -11,16 +11,18 @@ from pathlib import Path
 from configs import results as budgets
 from study.figures import offline_figure, online_figure
 from study.plan import short, slug
-from study.stats import REPS, balanced, fmt_iqm, mstd, pm
+from study.stats import REPS, balanced, fmt_iqm, mstd, paired_difference_ci, pm
+
+BC_LABEL = budgets.BC["label"]
 
 
 def labels(c) -> dict:
-    """method key -> label."""
-    return {m: budgets.METHODS[m][0] for m in c.methods}
+    """method key -> label, with the BC baseline's."""
+    return {m: budgets.METHODS[m][0] for m in c.methods} | {"bc": BC_LABEL}
 
 
 def offline_section(c, off: dict, ds_info: dict, figures: Path) -> list[str]:
-    """`off`: (dataset, method) -> records (study.records.offline_records)."""
+    """`off`: (dataset, method) -> records (study.records.offline_records, plus bc_records)."""
     pre = c.pretrain
     k = int(pre.final_eval_episodes)
     method_labels = labels(c)
@@ -35,7 +37,10 @@ def offline_section(c, off: dict, ds_info: dict, figures: Path) -> list[str]:
           f"evaluation) is what the scores rank by; **implicit** draws the action by weight (the policy the "
           f"weights define). IQL's Gaussian actor is evaluated at its mean. IDQL runs with "
           f"`eval.weighting=greedy` (argmax over Q), which both modes use: its implicit column is the same greedy "
-          f"policy drawn with a different random stream, a measure of evaluation noise.", "",
+          f"policy drawn with a different random stream, a measure of evaluation noise. {BC_LABEL} is "
+          f"{budgets.METHODS[budgets.BC['from_method']][0]}'s pretrained checkpoint in the same final evaluation "
+          f"with N = {budgets.BC['num_candidates']}: one sample from μ per state, no critic choice (behaviour "
+          f"cloning by the same μ; an evaluation, not a training run).", "",
           f"| dataset | method | score, argmax | return, argmax | alignment gap, argmax | score, implicit | "
           f"alignment gap, implicit | last in-training evaluation, argmax ({pre.eval_episodes} ep.) | seeds |",
           "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
@@ -56,6 +61,12 @@ def offline_section(c, off: dict, ds_info: dict, figures: Path) -> list[str]:
                      f"{pm([r['return'] for r in recs], 0)} | {pm([r['gap'] for r in recs], 3)} | "
                      f"{pm(imp_s) if mstd(imp_s) else '–'} | {pm(imp_g, 3) if mstd(imp_g) else '–'} | "
                      f"{pm([r['t_score'] for r in recs])} | {len(recs)} |")
+        if budgets.BC["from_method"] in c.methods:
+            recs = off.get((d, "bc"), [])
+            L.append(f"| {short(d)} | {BC_LABEL} | " + (
+                f"{pm([r['score'] for r in recs])} | {pm([r['return'] for r in recs], 0)} | "
+                f"{pm([r['gap'] for r in recs], 3)} | – | – | – | {len(recs)} |" if recs
+                else "not run | | | | | | 0 |"))
     L += ["", "\\* behaviour data: mean ± std over the dataset's complete episodes. ‡ no final evaluation yet: "
           "the last in-training evaluation.", ""]
     for d in c.datasets:
@@ -120,8 +131,9 @@ def _iqm_cell(records: list[list[dict]], key) -> tuple[str, str]:
 
 def aggregate_section(c, off: dict, onl: dict) -> list[str]:
     """One table per phase (offline; online, one per recipe): IQM and 95 % CI of the normalised score over
-    datasets × seeds per method."""
+    datasets × seeds per method, and the critic's choice against BC as a paired difference."""
     method_labels = labels(c)
+    n = int(c.pretrain.num_candidates)
     L = ["## Aggregates over datasets × seeds: interquartile mean and 95 % confidence interval", "",
          f"The same final evaluations as the tables above (normalised score), pooled over the {len(c.datasets)} "
          f"dataset(s) × {len(c.seeds)} seed(s) of the budget: the interquartile mean (IQM, the mean of the "
@@ -133,11 +145,24 @@ def aggregate_section(c, off: dict, onl: dict) -> list[str]:
          "### Offline: the last checkpoint", "",
          "| method | IQM score, argmax [95 % CI] | IQM score, implicit [95 % CI] | runs (datasets × seeds) |",
          "|---|---:|---:|---:|"]
-    for m in c.methods:
+    rows = list(c.methods) + (["bc"] if budgets.BC["from_method"] in c.methods else [])
+    for m in rows:
         recs = [off.get((d, m), []) for d in c.datasets]
         arg, runs = _iqm_cell(recs, lambda r: r["score"])
         imp, _ = _iqm_cell(recs, lambda r: r["score_implicit"])
         L.append(f"| {method_labels[m]} | {arg} | {imp if imp != 'n/a' else '–'} | {runs} |")
+    src = budgets.BC["from_method"]
+    pairs = {d: {r["seed"]: r["score"] for r in off.get((d, src), []) if r["final"]} for d in c.datasets}
+    bc = {d: {r["seed"]: r["score"] for r in off.get((d, "bc"), [])} for d in c.datasets}
+    both = {d: [s for s in pairs[d] if s in bc[d] and pairs[d][s] is not None and bc[d][s] is not None]
+            for d in c.datasets}
+    a, seeds = balanced({d: {s: pairs[d][s] for s in both[d]} for d in c.datasets})
+    b, _ = balanced({d: {s: bc[d][s] for s in both[d]} for d in c.datasets})
+    if a.size:
+        m, lo, hi = paired_difference_ci(a, b)
+        L += ["", f"The critic's choice over μ alone: {method_labels.get(src, src)} (argmax over N = {n}) minus "
+              f"{BC_LABEL} on the same checkpoints and evaluation seeds, {m:+.1f} points (95 % paired "
+              f"stratified-bootstrap interval [{lo:+.1f}, {hi:+.1f}], {a.shape[1]} × {a.shape[0]} runs)."]
     for r in c.recipes:
         L += ["", f"### Online: {budgets.RECIPES[r][0]}", "",
               "| pretrained method | IQM score after pretraining [95 % CI] | IQM score at the end [95 % CI] "

@@ -2,10 +2,10 @@
 
 `python -m study --budget=tiny` on a small made Hopper dataset (stand-in behaviour policy) in a
 temp Minari store: 5 pretraining runs of ~100 steps, 2 finetuning runs of a few hundred
-environment steps with a real Reverb server, then a final evaluation of the 7 last checkpoints.
-What is checked is that the study runs, writes results.md with the per-dataset tables, the
-aggregate (IQM) tables and the PNGs, skips finished runs when run again, and that --only_report
-works; not learning quality.
+environment steps with a real Reverb server, then a final evaluation of the 7 last checkpoints
+(AlignIQL η=−1's also at N = 1: the BC baseline). What is checked is that the study runs, writes
+results.md with the per-dataset tables, the BC row, the aggregate (IQM) tables and the PNGs,
+skips finished runs when run again, and that --only_report works; not learning quality.
 """
 from __future__ import annotations
 
@@ -78,8 +78,21 @@ def _numbers(cell: str) -> list[float]:
 
 
 @pytest.mark.timeout(600)
-def test_aggregate_tables(study):
+def test_bc_row_and_aggregate_tables(study):
     text = (study["out"] / "docs" / "results.md").read_text()
+    lines = text.splitlines()
+    # BC: AlignIQL η=−1's pretrained checkpoint evaluated once more with one sample from μ (N = 1)
+    bc = next(line for line in lines if line.startswith("| hopper-results-tiny | BC (μ alone, N = 1) |"))
+    cells = [c.strip() for c in bc.split("|")[1:-1]]
+    mean, std = _numbers(cells[2])                    # score, argmax: "mean ± std"
+    assert std == 0.0                                  # one seed
+    _numbers(cells[3]), _numbers(cells[4])             # return, alignment gap
+    assert cells[-1] == "1"
+    runs = study["out"] / "runs" / "tiny" / "pretrain"
+    fe = json.loads(next(runs.glob("aligniql_neg-*/final_eval.json")).read_text())
+    assert fe["num_candidates"] == [4, 1] and set(fe["results"]["argmax"]) == {"4", "1"}
+    assert set(fe["results"]["implicit"]) == {"4"}     # N = 1: every mode is the same policy
+    assert fe["results"]["argmax"]["1"]["score_mean"] == pytest.approx(mean, abs=0.051)
     # one aggregate table per phase: offline, then one per online recipe
     start = text.index("## Aggregates over datasets × seeds")
     section = text[start:text.index("## Reading the numbers")]
@@ -87,15 +100,16 @@ def test_aggregate_tables(study):
     rows = [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| method")
             and not line.startswith("| pretrained method")]
     labels = {r.split("|")[1].strip() for r in rows}
-    assert {"IQL (Gaussian + AWR)", "AlignIQL η=−1", "AlignIQL-hard"} <= labels, labels
+    assert {"IQL (Gaussian + AWR)", "AlignIQL η=−1", "AlignIQL-hard", "BC (μ alone, N = 1)"} <= labels, labels
     for row in rows:
         cells = [c.strip() for c in row.split("|")[1:-1]]
         assert cells[1] != "–", row
         for cell in cells[1:-1]:
-            if cell != "–":                            # IQL has no implicit extraction
+            if cell != "–":                            # IQL and BC have no implicit extraction
                 m, lo, hi = _numbers(cell)[:3]         # "IQM [lower, upper]"
                 assert lo <= m <= hi, row
         assert cells[-1] == "1 × 1", row               # 1 dataset × 1 seed
+    assert "The critic's choice over μ alone" in section
 
 
 @pytest.mark.timeout(240)
