@@ -1,19 +1,35 @@
 """Local D4RL-style datasets, because the real ones cannot be downloaded here.
 
 D4RL's recipe (Fu et al. 2020, section 5): "medium" is data from one policy
-trained online to about a third of expert return, acting stochastically;
-"medium-replay" is the replay buffer of that training run, i.e. a mixture of
-increasingly good policies. We reproduce both with the behaviour policies of
-``data/behavior`` (deterministic snapshots ``medium`` and ``replay0..3``):
+trained online (SAC) to about a third of expert return, acting stochastically,
+i.e. actions sampled from SAC's tanh-Gaussian actor; "medium-replay" is the
+replay buffer of that training run, i.e. a mixture of increasingly good
+policies. We reproduce both with the behaviour policies of ``data/behavior``
+(snapshots ``medium`` and ``replay0..3`` of one SAC run), with one of two
+action recipes (``actions``):
 
-* medium: rollouts of the medium policy with Gaussian action noise, std
-  ``MEDIUM_NOISE_STD = 0.1`` (then clipped to [-1, 1]). D4RL sampled from
-  SAC's own Gaussian; 0.1 gives comparable diversity around a deterministic
-  mean without collapsing returns.
+* ``"stochastic"`` (D4RL-faithful, the default; ids ``local/<env>/<kind>-v1``):
+  each action is one sample a = tanh(mu(s) + sigma(s) * eps) of the whole SAC
+  actor (``load_stochastic_policy``), eps drawn from the dataset's seed; no
+  extra noise. The action spread is the policy's own, state-dependent.
+* ``"mean-noise"`` (the earlier recipe, kept as a variant; ids
+  ``local/<env>/<kind>-v0``): the actor's deterministic mean tanh(mu(s))
+  plus isotropic Gaussian noise of std ``MEDIUM_NOISE_STD = 0.1``, clipped to
+  [-1, 1]. Unlike D4RL, the spread is the same in every state and dimension.
+  By default it uses the frozen mean-path files of ``data/behavior/weights/v0``
+  (an earlier SAC run whose log-std heads were not kept), so the -v0 ids
+  build the same data as before the behaviour policies were retrained; pass
+  ``policy_loader`` to apply it to other weights.
+
+Both recipes are measured side by side in ``docs/datasets.md``. A Minari id's
+data never change under the same name: a new recipe gets a new ``-vN``.
+
+* medium: rollouts of the medium policy.
 * medium-replay: equal transition budgets from replay0, replay1, replay2,
-  replay3, in that order (oldest first, as a replay buffer fills), with the
-  same exploration noise. Poor early snapshots end episodes early, so they
-  contribute many short, low-return episodes, as in D4RL.
+  replay3, in that order (oldest first, as a replay buffer fills). Poor early
+  snapshots end episodes early, so they contribute many short, low-return
+  episodes, as in D4RL. (D4RL stored the SAC run's actual buffer; rolling
+  out its snapshots is the reproducible stand-in.)
 
 Reference scores: ref_min = mean return of a uniform-random policy measured
 here with the dataset's seed (D4RL's definition of its random reference,
@@ -31,6 +47,7 @@ and distort the locomotion reward scale.
 from __future__ import annotations
 
 import fcntl
+import inspect
 import json
 import time
 from contextlib import contextmanager
@@ -42,7 +59,13 @@ import numpy as np
 from errors import DatasetError
 
 KINDS = ("medium", "medium-replay")
+STOCHASTIC, MEAN_NOISE = "stochastic", "mean-noise"
+ACTION_RECIPES = (STOCHASTIC, MEAN_NOISE)  # the first is the default
+# The -vN of the local ids each recipe is registered under (never reuse a version).
+RECIPE_VERSION = {MEAN_NOISE: 0, STOCHASTIC: 1}
 MEDIUM_NOISE_STD = 0.1
+# Extra Gaussian action noise when none is given: only the mean-noise recipe adds any.
+DEFAULT_NOISE_STD = {STOCHASTIC: 0.0, MEAN_NOISE: MEDIUM_NOISE_STD}
 REPLAY_LEVELS = ("replay0", "replay1", "replay2", "replay3")
 # D4RL REF_MAX_SCORE (d4rl/infos.py), the expert reference of each task.
 D4RL_EXPERT_SCORES = {"Hopper-v5": 3234.3, "HalfCheetah-v5": 12135.0}
@@ -56,28 +79,37 @@ def _short_env_name(env_id: str) -> str:
     return env_id.split("-v")[0].lower()
 
 
-def default_dataset_id(env_id: str, kind: str) -> str:
-    """'Hopper-v5', 'medium' -> 'local/hopper/medium-v0'."""
-    return f"local/{_short_env_name(env_id)}/{kind}-v0"
+def default_dataset_id(env_id: str, kind: str, actions: str = STOCHASTIC) -> str:
+    """'Hopper-v5', 'medium' -> 'local/hopper/medium-v1' ('mean-noise' -> '...-v0')."""
+    if actions not in RECIPE_VERSION:
+        from errors import ConfigError
+
+        raise ConfigError(f"Action recipe '{actions}' is unknown; choose one of {', '.join(ACTION_RECIPES)}.")
+    return f"local/{_short_env_name(env_id)}/{kind}-v{RECIPE_VERSION[actions]}"
 
 
 @dataclass(frozen=True)
 class DatasetRecipe:
-    """Everything that determines a made dataset (recorded in its description)."""
+    """Everything that determines a made dataset (recorded in its description).
+
+    ``noise_std=None`` means the recipe's default (``DEFAULT_NOISE_STD``).
+    """
 
     env_id: str
     kind: str
     num_transitions: int = 100_000
     seed: int = 0
-    noise_std: float = MEDIUM_NOISE_STD
+    noise_std: float | None = None
     ref_episodes: int = 10
     num_envs: int = 8
+    actions: str = STOCHASTIC
 
 
-# Datasets that `ensure_default_dataset` may build on first use.
+# Datasets that `ensure_default_dataset` may build on first use: -v0 the
+# mean-plus-noise variant, -v1 the D4RL-faithful stochastic actor.
 DEFAULT_DATASETS: dict[str, DatasetRecipe] = {
-    default_dataset_id(env, kind): DatasetRecipe(env, kind)
-    for env in SUPPORTED_ENVS for kind in KINDS
+    default_dataset_id(env, kind, actions): DatasetRecipe(env, kind, actions=actions)
+    for env in SUPPORTED_ENVS for kind in KINDS for actions in ACTION_RECIPES
 }
 
 
@@ -91,9 +123,14 @@ def _check_recipe(r: DatasetRecipe) -> None:
         )
     if r.kind not in KINDS:
         raise ConfigError(f"Dataset kind '{r.kind}' is unknown; choose one of {', '.join(KINDS)}.")
+    if r.actions not in ACTION_RECIPES:
+        raise ConfigError(
+            f"Action recipe '{r.actions}' is unknown; choose one of {', '.join(ACTION_RECIPES)} "
+            f"('{STOCHASTIC}': samples of the SAC actor, as D4RL; '{MEAN_NOISE}': its mean plus "
+            "Gaussian noise).")
     if r.num_transitions < 1:
         raise ConfigError(f"num_transitions must be positive, got {r.num_transitions}.")
-    if r.noise_std < 0:
+    if r.noise_std is None or r.noise_std < 0:
         raise ConfigError(f"noise_std must be >= 0, got {r.noise_std}.")
     if r.ref_episodes < 1 or r.num_envs < 1:
         raise ConfigError("ref_episodes and num_envs must be at least 1.")
@@ -107,19 +144,23 @@ def _make_env(env_id: str):
 
 def rollout_episodes(
     env_id: str,
-    act: Callable[[np.ndarray], np.ndarray],
+    act: Callable[..., np.ndarray],
     num_transitions: int,
     seed_seq: np.random.SeedSequence,
     noise_std: float,
     num_envs: int = 8,
     log: Log | None = print,
     label: str = "",
+    stochastic: bool = False,
 ) -> list[dict[str, np.ndarray]]:
     """Complete episodes of ``act`` + N(0, noise_std²), until the target is reached.
 
-    The policy sees all ``num_envs`` observations at once (one batched call
-    per step), and the batch never changes size, so the computation (and the
-    result) does not depend on when episodes end.
+    ``stochastic``: ``act(obs, rng)`` samples the actions itself, from the
+    rollout's generator (seeded by ``seed_seq``, after the reset seeds);
+    otherwise ``act(obs)`` is deterministic. The policy sees all ``num_envs``
+    observations at once (one batched call per step), and the batch never
+    changes size, so the computation (and the result) does not depend on when
+    episodes end.
     """
     rng = np.random.default_rng(seed_seq)
     envs = [_make_env(env_id) for _ in range(num_envs)]
@@ -135,7 +176,8 @@ def rollout_episodes(
     try:
         while collected < num_transitions:
             batch = np.stack([c["obs"][-1] for c in cur]).astype(np.float32)
-            action = np.asarray(act(batch), dtype=np.float64).reshape(num_envs, -1)
+            action = act(batch, rng) if stochastic else act(batch)
+            action = np.asarray(action, dtype=np.float64).reshape(num_envs, -1)
             if noise_std > 0:
                 action = action + noise_std * rng.standard_normal(action.shape)
             action = np.clip(action, low, high).astype(np.float32)
@@ -194,16 +236,34 @@ def random_policy_return(env_id: str, seed_seq: np.random.SeedSequence, episodes
     return float(np.mean(returns))
 
 
-def _load_policies(env_id: str, levels, loader) -> dict[str, Any]:
+def _load_policies(env_id: str, levels, loader, actions: str) -> dict[str, Any]:
     if loader is None:
         try:
-            from data.behavior.policy import load_behavior_policy as loader
+            from data.behavior import policy as behavior
         except ImportError as e:
             raise DatasetError(
                 f"Behaviour policies are not available ({e}); datasets cannot be made without "
                 "data/behavior/policy.py and its weights (data/behavior/weights/)."
             ) from None
-    return {lv: loader(env_id, lv) for lv in levels}
+        if actions == STOCHASTIC:
+            loader = behavior.load_stochastic_policy
+        else:  # the frozen files the -v0 ids were made from, so their data never change
+            def loader(env_id: str, level: str):
+                return behavior.load_behavior_policy(env_id, level, weights_dir=behavior.V0_WEIGHTS_DIR)
+    policies = {lv: loader(env_id, lv) for lv in levels}
+    if actions == STOCHASTIC:
+        for lv, policy in policies.items():
+            try:
+                takes_rng = len(inspect.signature(policy.act).parameters) >= 2
+            except (TypeError, ValueError):
+                takes_rng = True
+            if not takes_rng:
+                raise DatasetError(
+                    f"The '{STOCHASTIC}' recipe samples actions with act(obs, rng), but the "
+                    f"behaviour policy loaded for {env_id} level '{lv}' ({type(policy).__name__}) "
+                    f"only has a deterministic act(obs); load it with load_stochastic_policy or use "
+                    f"the '{MEAN_NOISE}' recipe.")
+    return policies
 
 
 def make_dataset(
@@ -212,32 +272,41 @@ def make_dataset(
     num_transitions: int = 100_000,
     seed: int = 0,
     dataset_id: str | None = None,
-    noise_std: float = MEDIUM_NOISE_STD,
+    noise_std: float | None = None,
     ref_episodes: int = 10,
     num_envs: int = 8,
     overwrite: bool = False,
     policy_loader: Callable[[str, str], Any] | None = None,
     log: Log | None = print,
+    actions: str = STOCHASTIC,
 ) -> dict[str, Any]:
     """Collect, write as a Minari dataset and return a summary dict.
 
-    ``policy_loader(env_id, level)`` must return an object with a
-    deterministic ``act(obs[B, obs_dim]) -> actions[B, act_dim]``; it
-    defaults to ``data.behavior.policy.load_behavior_policy`` (tests inject
-    stand-ins).
+    ``actions`` picks the recipe (module docstring): ``"stochastic"`` (the
+    default) or ``"mean-noise"``; ``noise_std=None`` is the recipe's default
+    extra noise (0 and 0.1). ``policy_loader(env_id, level)`` returns the
+    behaviour policy: for ``"stochastic"`` an object with ``act(obs[B,
+    obs_dim], rng) -> actions[B, act_dim]`` that samples using the numpy
+    Generator ``rng`` (default ``load_stochastic_policy``), for
+    ``"mean-noise"`` one with a deterministic ``act(obs)`` (default
+    ``load_behavior_policy`` of the frozen ``weights/v0`` files). Tests
+    inject other policies.
     """
     from data.minari_io import check_writable, write_minari
 
+    if noise_std is None:
+        noise_std = DEFAULT_NOISE_STD.get(actions, 0.0)
     recipe = DatasetRecipe(env_id, kind, int(num_transitions), int(seed), float(noise_std),
-                           int(ref_episodes), int(num_envs))
+                           int(ref_episodes), int(num_envs), str(actions))
     _check_recipe(recipe)
-    dataset_id = dataset_id or default_dataset_id(env_id, kind)
+    dataset_id = dataset_id or default_dataset_id(env_id, kind, actions)
     check_writable(dataset_id, overwrite)
     say = log or (lambda _msg: None)
     t0 = time.perf_counter()
 
     levels = ("medium",) if kind == "medium" else REPLAY_LEVELS
-    policies = _load_policies(env_id, levels, policy_loader)
+    policies = _load_policies(env_id, levels, policy_loader, recipe.actions)
+    stochastic = recipe.actions == STOCHASTIC
     ref_seq, *level_seqs = np.random.SeedSequence(recipe.seed).spawn(1 + len(levels))
 
     budgets = [num_transitions // len(levels)] * len(levels)
@@ -247,23 +316,35 @@ def make_dataset(
         if budget <= 0:
             continue
         episodes += rollout_episodes(env_id, policies[level].act, budget, seq, recipe.noise_std,
-                                     recipe.num_envs, log, label=f"{dataset_id} {level}")
+                                     recipe.num_envs, log, label=f"{dataset_id} {level}",
+                                     stochastic=stochastic)
 
     say(f"[{dataset_id}] measuring the random-policy reference over {ref_episodes} episodes")
     ref_min = random_policy_return(env_id, ref_seq, recipe.ref_episodes)
     ref_max = D4RL_EXPERT_SCORES[env_id]
 
+    how = (f"actions sampled from the stochastic SAC actor, tanh(mu + sigma * eps)"
+           + (f", plus Gaussian action noise std {recipe.noise_std}" if recipe.noise_std else
+              ", no extra noise")
+           if stochastic else
+           f"the actor's deterministic mean with Gaussian action noise std {recipe.noise_std}")
+    if policy_loader is not None:
+        how += " (behaviour policies from an injected policy_loader)"
+    elif stochastic:
+        how += " (behaviour policies data/behavior/weights/<env>_<level>_stochastic.pt)"
+    else:
+        how += " (behaviour policies data/behavior/weights/v0/<env>_<level>.pt)"
     description = (
         f"D4RL-style '{kind}' dataset for {env_id} made locally by data/make.py: "
         + ("medium behaviour policy" if kind == "medium" else "behaviour snapshots replay0-replay3, "
            "equal transition budgets")
-        + f" with Gaussian action noise std {noise_std}. ref_min_score = mean return of a uniform "
+        + f", {how}. ref_min_score = mean return of a uniform "
         f"random policy over {ref_episodes} episodes (seeded); ref_max_score = D4RL expert "
         f"reference. Recipe: {json.dumps(asdict(recipe))}"
     )
     path = write_minari(dataset_id, episodes, env_id=env_id, ref_min=ref_min, ref_max=ref_max,
                         description=description,
-                        algorithm_name=f"data/make.py {kind} (noise std {noise_std})",
+                        algorithm_name=f"data/make.py {kind} ({recipe.actions}, noise std {recipe.noise_std})",
                         code_permalink="data/make.py", overwrite=overwrite)
 
     returns = np.asarray([e["rewards"].sum() for e in episodes], dtype=np.float64)
@@ -273,6 +354,8 @@ def make_dataset(
         "path": str(path),
         "env_id": env_id,
         "kind": kind,
+        "actions": recipe.actions,
+        "noise_std": recipe.noise_std,
         "seed": recipe.seed,
         "episodes": len(episodes),
         "transitions": int(sum(len(e["rewards"]) for e in episodes)),
@@ -289,10 +372,36 @@ def make_dataset(
     return summary
 
 
+def read_recipe(dataset_id: str) -> DatasetRecipe | None:
+    """The recipe a dataset made by ``make_dataset`` records in its description, else None.
+
+    Datasets written before recipes had ``actions`` were all mean-plus-noise.
+    """
+    from minari.dataset.minari_storage import MinariStorage
+
+    from data.minari_io import _dataset_dir
+
+    description = MinariStorage.read(_dataset_dir(dataset_id) / "data").metadata.get("description") or ""
+    marker = "Recipe: "
+    if marker not in description:
+        return None
+    fields = json.loads(description[description.rindex(marker) + len(marker):])
+    fields.setdefault("actions", MEAN_NOISE)
+    return DatasetRecipe(**fields)
+
+
+def load_recipe_policies(env_id: str, kind: str, actions: str,
+                         policy_loader: Callable[[str, str], Any] | None = None) -> dict[str, Any]:
+    """{level: behaviour policy} as ``make_dataset`` loads them for this recipe."""
+    levels = ("medium",) if kind == "medium" else REPLAY_LEVELS
+    return _load_policies(env_id, levels, policy_loader, actions)
+
+
 def format_summary(s: dict[str, Any]) -> str:
     return (
-        f"[{s['dataset_id']}] wrote {s['transitions']} transitions in {s['episodes']} episodes to "
-        f"{s['path']} in {s['seconds']:.1f}s; return mean {s['return_mean']:.1f} "
+        f"[{s['dataset_id']}] wrote {s['transitions']} transitions in {s['episodes']} episodes "
+        f"({s.get('actions', MEAN_NOISE)} actions, extra noise std {s.get('noise_std', MEDIUM_NOISE_STD)}) "
+        f"to {s['path']} in {s['seconds']:.1f}s; return mean {s['return_mean']:.1f} "
         f"std {s['return_std']:.1f} min {s['return_min']:.1f} max {s['return_max']:.1f}; "
         f"normalised score {s['normalized_score']:.1f} "
         f"(ref_min {s['ref_min_score']:.1f} random policy, ref_max {s['ref_max_score']:.1f} D4RL expert)"
@@ -318,10 +427,12 @@ def ensure_default_dataset(dataset_id: str = EMBEDDED_DEFAULT, log: Log | None =
     """Build a registered local dataset the first time it is asked for.
 
     The platform must run out of the box without downloads, so its default
-    dataset (``local/hopper/medium-v0``, 100k transitions, well under a
-    minute) is made on first use. Existing datasets, HDF5 paths and ids that
-    are present are returned untouched; an unknown missing id gets the usual
-    "not found" message.
+    dataset (``EMBEDDED_DEFAULT``, 100k transitions, well under a minute) and
+    the other ids of ``DEFAULT_DATASETS`` (``local/{hopper,halfcheetah}/
+    {medium,medium-replay}-v0`` mean-plus-noise, ``-v1`` stochastic actor) are
+    made on first use. Existing datasets, HDF5 paths and ids that are present
+    are returned untouched; an unknown missing id gets the usual "not found"
+    message.
     """
     from data import is_hdf5_path
     from data.minari_io import list_local_minari_ids, minari_dataset_exists, minari_store
@@ -337,6 +448,7 @@ def ensure_default_dataset(dataset_id: str = EMBEDDED_DEFAULT, log: Log | None =
             return dataset_id
         if log is not None:
             log(f"[{dataset_id}] not in the local Minari store {minari_store()}; building it once "
-                f"from the behaviour policies ({recipe.num_transitions} transitions, seed {recipe.seed}).")
+                f"from the behaviour policies ({recipe.actions} actions, {recipe.num_transitions} "
+                f"transitions, seed {recipe.seed}).")
         make_dataset(**asdict(recipe), dataset_id=dataset_id, policy_loader=policy_loader, log=log)
     return dataset_id

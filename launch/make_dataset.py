@@ -1,11 +1,17 @@
 r"""Make a D4RL-style Minari dataset locally (the real ones cannot be downloaded here).
 
 Examples:
-    python -m launch.make_dataset --env=Hopper-v5 --kind=medium
+    python -m launch.make_dataset --env=Hopper-v5 --kind=medium        # local/hopper/medium-v1
+    python -m launch.make_dataset --env=Hopper-v5 --kind=medium --actions=mean-noise   # ...-v0
     python -m launch.make_dataset --env=HalfCheetah-v5 --kind=medium-replay \
-        --num_transitions=200000 --seed=1 --dataset_id=local/halfcheetah/medium-replay-v1
+        --num_transitions=200000 --seed=1 --dataset_id=local/halfcheetah/medium-replay-v9
 
-The recipe, noise level and reference scores are documented in data/make.py.
+--actions chooses the recipe: "stochastic" (default, as D4RL: each action is a
+sample of the SAC actor's tanh-Gaussian; ids local/<env>/<kind>-v1) or
+"mean-noise" (the earlier variant: the actor's deterministic mean plus
+Gaussian noise of std --noise_std, default 0.1; ids local/<env>/<kind>-v0).
+The recipes, noise level and reference scores are documented in data/make.py,
+their measured action spread in docs/datasets.md.
 Datasets go to the Minari store (MINARI_DATASETS_PATH, default ~/.minari/datasets).
 """
 
@@ -15,18 +21,24 @@ import sys
 
 from absl import app, flags
 
-from data.make import KINDS, MEDIUM_NOISE_STD, SUPPORTED_ENVS, make_dataset
+from data.make import ACTION_RECIPES, DEFAULT_NOISE_STD, KINDS, SUPPORTED_ENVS, make_dataset
 from errors import UserFacingError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("env", "Hopper-v5", list(SUPPORTED_ENVS), "Gymnasium environment id.")
 flags.DEFINE_enum("kind", "medium", list(KINDS), "D4RL dataset kind to imitate.")
+flags.DEFINE_enum("actions", ACTION_RECIPES[0], list(ACTION_RECIPES),
+                  "Action recipe: 'stochastic' samples the SAC actor (D4RL's recipe, ids -v1); "
+                  "'mean-noise' is its deterministic mean plus Gaussian noise (ids -v0).")
 flags.DEFINE_integer("num_transitions", 100_000,
                      "Target size; complete episodes are kept, so the result is slightly larger.")
-flags.DEFINE_integer("seed", 0, "Seed for environments, action noise and the random reference.")
+flags.DEFINE_integer("seed", 0, "Seed for environments, action sampling/noise and the random reference.")
 flags.DEFINE_string("dataset_id", None,
-                    "Minari id to write; default local/<env>/<kind>-v0, e.g. local/hopper/medium-v0.")
-flags.DEFINE_float("noise_std", MEDIUM_NOISE_STD, "Std of the Gaussian action noise.")
+                    "Minari id to write; default local/<env>/<kind>-v1 (stochastic) or -v0 "
+                    "(mean-noise), e.g. local/hopper/medium-v1.")
+flags.DEFINE_float("noise_std", None,
+                   "Std of extra Gaussian action noise; default per recipe "
+                   + ", ".join(f"{k}: {v}" for k, v in DEFAULT_NOISE_STD.items()) + ".")
 flags.DEFINE_integer("ref_episodes", 10, "Random-policy episodes for ref_min_score.")
 flags.DEFINE_integer("num_envs", 8, "Environments stepped together (one batched policy call).")
 flags.DEFINE_bool("overwrite", False, "Replace an existing dataset with the same id.")
@@ -45,6 +57,7 @@ def main(argv):
             ref_episodes=FLAGS.ref_episodes,
             num_envs=FLAGS.num_envs,
             overwrite=FLAGS.overwrite,
+            actions=FLAGS.actions,
             log=lambda msg: print(msg, flush=True),
         )
     except UserFacingError as e:

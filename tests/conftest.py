@@ -20,7 +20,8 @@ torch.set_num_threads(1)
 
 
 class StandInPolicy:
-    """Deterministic linear-tanh policy standing in for data/behavior weights.
+    """Deterministic linear-tanh policy standing in for data/behavior weights
+    (for the "mean-noise" recipe, which adds the noise itself).
 
     Each (env, level) gets different weights, so medium-replay levels differ.
     """
@@ -79,7 +80,7 @@ def tiny_hopper_dataset(tmp_path_factory):
     with _env_var("MINARI_DATASETS_PATH", str(store)):
         make_dataset("Hopper-v5", "medium", num_transitions=2000, seed=0,
                      dataset_id="local/hopper/tiny-medium-v0", ref_episodes=2, num_envs=4,
-                     policy_loader=stand_in_loader, log=None)
+                     policy_loader=stand_in_loader, log=None, actions="mean-noise")
         return load_dataset("local/hopper/tiny-medium-v0")
 
 
@@ -94,5 +95,6 @@ def make_store(tmp_path_factory, dataset_id: str, num_transitions: int):
     path = tmp_path_factory.mktemp("store")
     with _env_var("MINARI_DATASETS_PATH", str(path)):
         make_dataset("Hopper-v5", "medium", num_transitions=num_transitions, seed=0, dataset_id=dataset_id,
-                     ref_episodes=2, num_envs=4, policy_loader=stand_in_loader, log=None)
+                     ref_episodes=2, num_envs=4, policy_loader=stand_in_loader, log=None,
+                     actions="mean-noise")
     return path

@@ -21,7 +21,9 @@ from data import load_dataset
 from data.dataset import ACTION_CLIP, OfflineDataset, flatten_batch, infer_domain
 from data.make import (
     DEFAULT_DATASETS,
+    EMBEDDED_DEFAULT,
     DatasetRecipe,
+    default_dataset_id,
     ensure_default_dataset,
     make_dataset,
 )
@@ -403,8 +405,36 @@ def test_make_env_and_vector_env_are_seeded():
 # ---------------------------------------------------------------- maker
 
 def _make(dataset_id, kind="medium", n=1500, seed=0, env="Hopper-v5", **kw):
+    """The mean-plus-noise (-v0) recipe around the deterministic stand-in policy."""
     return make_dataset(env, kind, num_transitions=n, seed=seed, dataset_id=dataset_id,
-                        ref_episodes=2, num_envs=4, policy_loader=stand_in_loader, log=None, **kw)
+                        ref_episodes=2, num_envs=4, policy_loader=stand_in_loader, log=None,
+                        actions="mean-noise", **kw)
+
+
+SAMPLE_SIGMA = 0.3  # pre-tanh std of the small stochastic actors below
+
+
+def stochastic_loader(env_id, level):
+    """Freshly initialised SAC actors (the real class), one per level, with log-std fixed at
+    log(SAMPLE_SIGMA) in every state, so the spread of their samples is known."""
+    import torch
+
+    from data.behavior.policy import LEVELS, StochasticBehaviorPolicy
+
+    obs_dim, act_dim = {"Hopper-v5": (11, 3), "HalfCheetah-v5": (17, 6)}[env_id]
+    with torch.random.fork_rng():
+        torch.manual_seed(LEVELS.index(level))
+        policy = StochasticBehaviorPolicy(obs_dim, act_dim, (32, 32))
+    with torch.no_grad():
+        policy.log_std.weight.zero_()
+        policy.log_std.bias.fill_(float(np.log(SAMPLE_SIGMA)))
+    return policy.eval()
+
+
+def _make_v1(dataset_id, kind="medium", n=1000, seed=0, env="Hopper-v5", num_envs=4, **kw):
+    return make_dataset(env, kind, num_transitions=n, seed=seed, dataset_id=dataset_id,
+                        ref_episodes=1, num_envs=num_envs, policy_loader=stochastic_loader, log=None,
+                        **kw)
 
 
 def test_maker_medium_and_reproducibility(minari_datasets_path):
@@ -442,6 +472,122 @@ def test_maker_medium_replay_mixes_levels(minari_datasets_path):
         assert np.median(np.abs(resid)) < 0.2, level
 
 
+def test_maker_v1_samples_the_stochastic_actor_reproducibly(minari_datasets_path):
+    s1 = _make_v1("local/hopper/medium-v1")  # the default recipe: no actions= given
+    assert s1["actions"] == "stochastic" and s1["noise_std"] == 0.0
+    _make_v1("local/hopper/again-v1")
+    _make_v1("local/hopper/other-v1", seed=1)
+    d1, d2, d3 = (load_dataset(f"local/hopper/{name}-v1") for name in ("medium", "again", "other"))
+    for key in ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts"):
+        np.testing.assert_array_equal(getattr(d1, key), getattr(d2, key))
+    assert d1.size != d3.size or not np.array_equal(d1.actions, d3.actions)
+    assert d1.size >= 1000 and d1.terminals.sum() + d1.timeouts.sum() == s1["episodes"]
+
+    # The actions are samples around the mean path, not the mean path: in pre-tanh space
+    # atanh(a) - mu(s) is N(0, SAMPLE_SIGMA^2), with no extra noise on top.
+    import torch
+
+    policy = stochastic_loader("Hopper-v5", "medium")
+    with torch.no_grad():
+        mu = policy.mean_log_std(torch.from_numpy(d1.observations))[0].numpy()
+    assert np.abs(d1.actions - np.tanh(mu)).mean() > 0.05
+    inside = np.abs(d1.actions).max(axis=1) < 0.995
+    assert inside.mean() > 0.9
+    z = (np.arctanh(d1.actions[inside].astype(np.float64)) - mu[inside]) / SAMPLE_SIGMA
+    assert abs(z.mean()) < 0.05 and 0.93 < z.std() < 1.05, (z.mean(), z.std())
+    # The same states, the other recipe: the mean path plus N(0, 0.1^2) is a different dataset.
+    make_dataset("Hopper-v5", "medium", num_transitions=1000, seed=0, dataset_id="local/hopper/medium-v0",
+                 ref_episodes=1, num_envs=4, policy_loader=stochastic_loader, log=None,
+                 actions="mean-noise")
+    d0 = load_dataset("local/hopper/medium-v0")
+    with torch.no_grad():
+        mu0 = policy.mean_log_std(torch.from_numpy(d0.observations))[0].numpy()
+    resid = d0.actions - np.tanh(mu0)
+    assert 0.08 < resid[np.abs(d0.actions).max(axis=1) < 0.99].std() < 0.12
+
+
+def test_maker_v1_medium_replay_uses_each_snapshot(minari_datasets_path):
+    import torch
+
+    s = _make_v1("local/halfcheetah/medium-replay-v1", kind="medium-replay", n=4000, env="HalfCheetah-v5",
+                 num_envs=1)
+    ds = load_dataset("local/halfcheetah/medium-replay-v1")
+    assert s["episodes"] == 4 and ds.size == 4000 and s["actions"] == "stochastic"
+    for level, start in zip(("replay0", "replay1", "replay2", "replay3"), range(0, 4000, 1000)):
+        policy = stochastic_loader("HalfCheetah-v5", level)
+        with torch.no_grad():
+            mu = policy.mean_log_std(torch.from_numpy(ds.observations[start:start + 1000]))[0].numpy()
+        z = (np.arctanh(np.clip(ds.actions[start:start + 1000], -0.999, 0.999)) - mu) / SAMPLE_SIGMA
+        assert 0.9 < z.std() < 1.1, level
+
+
+def test_stochastic_recipe_needs_a_sampling_policy(minari_datasets_path):
+    with pytest.raises(DatasetError, match="act\\(obs, rng\\)"):
+        make_dataset("Hopper-v5", "medium", num_transitions=100, dataset_id="local/hopper/x-v1",
+                     policy_loader=stand_in_loader, log=None)
+    from errors import ConfigError
+
+    with pytest.raises(ConfigError, match="mean-noise"):
+        make_dataset("Hopper-v5", "medium", num_transitions=100, dataset_id="local/hopper/x-v1",
+                     policy_loader=stochastic_loader, log=None, actions="sampled")
+
+
+def test_action_spread_is_measured_as_each_recipe_draws(minari_datasets_path):
+    from data.make import read_recipe
+    from data.spread import measure_dataset
+
+    _make("local/hopper/medium-v0", n=500)
+    _make_v1("local/hopper/medium-v1", n=500)
+    assert read_recipe("local/hopper/medium-v0") == DatasetRecipe(
+        "Hopper-v5", "medium", 500, 0, 0.1, 2, 4, "mean-noise")
+    assert read_recipe("local/hopper/medium-v1").actions == "stochastic"
+    r0 = measure_dataset("local/hopper/medium-v0", states=200, samples=256, policy_loader=stand_in_loader)
+    r1 = measure_dataset("local/hopper/medium-v1", states=200, samples=256, policy_loader=stochastic_loader)
+    # v0: N(0, 0.1^2) around the mean in every state, a little less where clipping bites.
+    assert r0["actions"] == "mean-noise" and 0.085 < r0["action_std"] < 0.103
+    assert all(0.08 < x < 0.103 for x in r0["action_std_per_dim"])
+    # v1: tanh(mu + 0.3 eps): pre-tanh sigma 0.3 exactly, after tanh at most 0.3 and
+    # close to it while |mu| is small (a fresh actor's mean is near 0).
+    np.testing.assert_allclose(r1["pre_tanh_sigma_per_dim"], SAMPLE_SIGMA, rtol=1e-5)
+    assert 0.2 < r1["action_std"] < 0.3
+    ds = load_dataset("local/hopper/medium-v1")
+    assert r1["clip_fraction"] == pytest.approx(float((np.abs(ds.actions) > 0.99).mean()))
+    assert r1["episodes"] == len(ds.episode_returns) and r1["transitions"] == ds.size
+
+
+def test_registered_ids_and_recipes():
+    assert EMBEDDED_DEFAULT == "local/hopper/medium-v0"  # switched by the lead engineer, not here
+    for env, short in (("Hopper-v5", "hopper"), ("HalfCheetah-v5", "halfcheetah")):
+        for kind in ("medium", "medium-replay"):
+            v0, v1 = f"local/{short}/{kind}-v0", f"local/{short}/{kind}-v1"
+            assert default_dataset_id(env, kind) == v1
+            assert default_dataset_id(env, kind, "mean-noise") == v0
+            assert DEFAULT_DATASETS[v0] == DatasetRecipe(env, kind, actions="mean-noise")
+            assert DEFAULT_DATASETS[v1] == DatasetRecipe(env, kind, actions="stochastic")
+            assert DEFAULT_DATASETS[v1].noise_std is None and DEFAULT_DATASETS[v0].noise_std is None
+    assert len(DEFAULT_DATASETS) == 8
+
+
+def test_ensure_default_dataset_builds_v1(minari_datasets_path, monkeypatch):
+    calls = []
+
+    def loader(env_id, level):
+        calls.append(level)
+        return stochastic_loader(env_id, level)
+
+    monkeypatch.setitem(DEFAULT_DATASETS, "local/hopper/medium-v1",
+                        DatasetRecipe("Hopper-v5", "medium", num_transitions=500, ref_episodes=1,
+                                      num_envs=2, actions="stochastic"))
+    assert ensure_default_dataset("local/hopper/medium-v1", log=None, policy_loader=loader) == \
+        "local/hopper/medium-v1"
+    ensure_default_dataset("local/hopper/medium-v1", log=None, policy_loader=loader)
+    assert calls == ["medium"]
+    ds = load_dataset("local/hopper/medium-v1")
+    assert ds.size >= 500
+    det = stochastic_loader("Hopper-v5", "medium").act(ds.observations)  # rng=None: mean path
+    assert np.abs(ds.actions - det).mean() > 0.05
+
+
 def test_ensure_default_dataset_builds_once(minari_datasets_path, monkeypatch):
     calls = []
 
@@ -450,7 +596,8 @@ def test_ensure_default_dataset_builds_once(minari_datasets_path, monkeypatch):
         return stand_in_loader(env_id, level)
 
     monkeypatch.setitem(DEFAULT_DATASETS, "local/hopper/medium-v0",
-                        DatasetRecipe("Hopper-v5", "medium", num_transitions=500, ref_episodes=1, num_envs=2))
+                        DatasetRecipe("Hopper-v5", "medium", num_transitions=500, ref_episodes=1, num_envs=2,
+                                      actions="mean-noise"))
     assert ensure_default_dataset("local/hopper/medium-v0", log=None, policy_loader=loader) == \
         "local/hopper/medium-v0"
     assert calls == ["medium"]
@@ -475,15 +622,20 @@ def test_maker_rejects_unknown_env_and_kind(minari_datasets_path):
     assert _make("local/hopper/small-v0", n=100, seed=5, overwrite=True)["seed"] == 5
 
 
-def test_launch_make_dataset_cli(minari_datasets_path):
+@pytest.mark.parametrize("actions", [None, "mean-noise"])
+def test_launch_make_dataset_cli(minari_datasets_path, actions):
     """Either builds (weights present) or prints one paragraph, never a traceback."""
+    flag = [] if actions is None else [f"--actions={actions}"]
     proc = subprocess.run(
         [sys.executable, "-m", "launch.make_dataset", "--env=Hopper-v5", "--num_transitions=300",
-         "--ref_episodes=1", "--num_envs=2", "--dataset_id=local/hopper/cli-v0"],
+         "--ref_episodes=1", "--num_envs=2", "--dataset_id=local/hopper/cli-v0", *flag],
         cwd=REPO, capture_output=True, text=True, timeout=120)
     assert "Traceback" not in proc.stderr, proc.stderr
     if proc.returncode == 0:
         assert "normalised score" in proc.stdout and "steps/s" in proc.stdout
+        expected = ("stochastic actions, extra noise std 0.0" if actions is None
+                    else "mean-noise actions, extra noise std 0.1")
+        assert expected in proc.stdout, proc.stdout
         assert load_dataset("local/hopper/cli-v0").size >= 300
     else:
         assert proc.stderr.startswith("error: ") and "behaviour policy" in proc.stderr.lower()
@@ -498,6 +650,19 @@ def test_real_behaviour_policies_if_present(minari_datasets_path):
     s = make_dataset("Hopper-v5", "medium", num_transitions=1000, seed=0, ref_episodes=1, num_envs=4,
                      log=None)
     assert s["transitions"] >= 1000 and np.isfinite(s["normalized_score"])
+    assert s["dataset_id"] == "local/hopper/medium-v1" and s["actions"] == "stochastic"
+    s0 = make_dataset("Hopper-v5", "medium", num_transitions=1000, seed=0, ref_episodes=1, num_envs=4,
+                      log=None, actions="mean-noise")
+    assert s0["dataset_id"] == "local/hopper/medium-v0" and s0["noise_std"] == 0.1
+    # v1 holds samples of the stochastic actor, not its mean: they differ from the mean path.
+    v1 = load_dataset("local/hopper/medium-v1")
+    mean_path = policy.load_behavior_policy("Hopper-v5", "medium").act(v1.observations)
+    assert np.abs(v1.actions - mean_path).mean() > 0.02
+    # v0 is the frozen weights/v0 mean path plus N(0, 0.1^2), as before the retraining.
+    v0 = load_dataset("local/hopper/medium-v0")
+    frozen = policy.load_behavior_policy("Hopper-v5", "medium", policy.V0_WEIGHTS_DIR)
+    resid = v0.actions - frozen.act(v0.observations)
+    assert 0.08 < resid[np.abs(v0.actions).max(axis=1) < 0.99].std() < 0.12
 
 
 def test_tiny_hopper_fixture(tiny_hopper_dataset):

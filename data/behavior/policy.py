@@ -19,7 +19,9 @@ as small torch state_dicts:
                                medium-replay
 
 `weights/README.md` records the command, seed, measured return and wall time
-of every file.
+of every file. `weights/v0/` keeps, frozen, the earlier run's mean-path files
+from which the local -v0 datasets are made (that run's log-std heads were
+never saved).
 
 Example:
 
@@ -43,6 +45,9 @@ from torch import nn
 from errors import DatasetError
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+# The mean-path files the local -v0 datasets (mean-plus-noise recipe) were made
+# from, frozen so those ids keep building the same data after a retraining.
+V0_WEIGHTS_DIR = WEIGHTS_DIR / "v0"
 LEVELS = ("medium", "replay0", "replay1", "replay2", "replay3")
 _FILE_RE = re.compile(r"^(?P<env>.+)_(?P<level>medium|replay[0-3])\.pt$")
 
@@ -183,42 +188,47 @@ class StochasticBehaviorPolicy(BehaviorPolicy):
         return a.std(0).numpy().astype(np.float32)
 
 
-def policy_path(env_id: str, level: str) -> Path:
-    """Where the weights for (env_id, level) live (the file may not exist)."""
-    return WEIGHTS_DIR / f"{env_id}_{level}.pt"
+def policy_path(env_id: str, level: str, weights_dir: Path | None = None) -> Path:
+    """Where the mean-path weights for (env_id, level) live (the file may not exist)."""
+    return Path(weights_dir or WEIGHTS_DIR) / f"{env_id}_{level}.pt"
 
 
-def stochastic_policy_path(env_id: str, level: str) -> Path:
+def stochastic_policy_path(env_id: str, level: str, weights_dir: Path | None = None) -> Path:
     """Where the whole SAC actor for (env_id, level) lives (the file may not exist)."""
-    return WEIGHTS_DIR / f"{env_id}_{level}_stochastic.pt"
+    return Path(weights_dir or WEIGHTS_DIR) / f"{env_id}_{level}_stochastic.pt"
 
 
-def available_policies() -> dict[str, list[str]]:
-    """{env_id: [levels with a weight file]}, levels in LEVELS order."""
+def available_policies(weights_dir: Path | None = None) -> dict[str, list[str]]:
+    """{env_id: [levels with a mean-path weight file]}, levels in LEVELS order."""
+    weights_dir = Path(weights_dir or WEIGHTS_DIR)
     found: dict[str, list[str]] = {}
-    if WEIGHTS_DIR.is_dir():
-        for path in WEIGHTS_DIR.glob("*.pt"):
+    if weights_dir.is_dir():
+        for path in weights_dir.glob("*.pt"):
             m = _FILE_RE.match(path.name)
             if m:
                 found.setdefault(m["env"], []).append(m["level"])
     return {env: sorted(levels, key=LEVELS.index) for env, levels in sorted(found.items())}
 
 
-def _missing_policy_error(env_id: str, level: str) -> DatasetError:
-    available = available_policies()
+def _missing_policy_error(env_id: str, level: str, weights_dir: Path | None = None) -> DatasetError:
+    available = available_policies(weights_dir)
     listing = "; ".join(f"{env}: {', '.join(lv)}" for env, lv in available.items()) or "none"
     return DatasetError(
-        f"No behaviour policy for env '{env_id}' at level '{level}'. "
+        f"No behaviour policy for env '{env_id}' at level '{level}' in {weights_dir or WEIGHTS_DIR}. "
         f"Available (env: levels): {listing}. Levels are {', '.join(LEVELS)}; "
         "new ones can be trained with `python -m data.behavior.train_sac`.")
 
 
-def load_behavior_policy(env_id: str, level: str) -> BehaviorPolicy:
-    """Load a stored deterministic behaviour policy; raises DatasetError if there is none."""
-    available = available_policies()
+def load_behavior_policy(env_id: str, level: str, weights_dir: Path | None = None) -> BehaviorPolicy:
+    """Load a stored deterministic behaviour policy; raises DatasetError if there is none.
+
+    ``weights_dir`` defaults to WEIGHTS_DIR (the current run); V0_WEIGHTS_DIR
+    holds the files the -v0 datasets were made from.
+    """
+    available = available_policies(weights_dir)
     if env_id not in available or level not in available[env_id]:
-        raise _missing_policy_error(env_id, level)
-    state_dict = torch.load(policy_path(env_id, level), map_location="cpu", weights_only=True)
+        raise _missing_policy_error(env_id, level, weights_dir)
+    state_dict = torch.load(policy_path(env_id, level, weights_dir), map_location="cpu", weights_only=True)
     return BehaviorPolicy.from_state_dict(state_dict)
 
 

@@ -23,6 +23,7 @@ Applications", arXiv:1812.05905):
 Usage:
   python -m data.behavior.train_sac --env=Hopper-v5 --seed=0 --steps=300000 --target_return=1400
   python -m data.behavior.train_sac --env=Hopper-v5 --measure   # re-measure saved files
+  python -m data.behavior.train_sac --env=Hopper-v5 --measure --weights_dir=data/behavior/weights/v0
 """
 
 from __future__ import annotations
@@ -40,8 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from data.behavior.policy import (LEVELS, WEIGHTS_DIR, BehaviorPolicy, StochasticBehaviorPolicy,
-                                  load_behavior_policy, load_stochastic_policy, policy_path,
-                                  stochastic_policy_path)
+                                  load_behavior_policy, policy_path, stochastic_policy_path)
 
 REPLAY_FRACTIONS = (0.1, 0.3, 0.6, 1.0)  # of --target_return, files replay0..replay3
 EVAL_SEED_BASE = 10_000  # eval episode i uses reset(seed=EVAL_SEED_BASE + i); training env uses --seed
@@ -320,14 +320,16 @@ def measure(args) -> int:
     and its return with sampled actions (eps from --seed) is printed as well.
     """
     torch.set_num_threads(args.threads)
+    weights_dir = Path(args.weights_dir)
     for level in LEVELS:
-        policy = load_behavior_policy(args.env, level)
+        policy = load_behavior_policy(args.env, level, weights_dir)
         r = evaluate(policy, args.env, args.eval_episodes, args.eval_seed_base)
-        size = policy_path(args.env, level).stat().st_size
+        size = policy_path(args.env, level, weights_dir).stat().st_size
         line = (f"{args.env}_{level}.pt: return {r.mean():.1f} +- {r.std():.1f} "
                 f"(min {r.min():.1f}, max {r.max():.1f}, {len(r)} episodes), {size / 1024:.0f} KB")
-        if stochastic_policy_path(args.env, level).is_file():
-            stochastic = load_stochastic_policy(args.env, level)
+        if stochastic_policy_path(args.env, level, weights_dir).is_file():
+            stochastic = StochasticBehaviorPolicy.from_state_dict(torch.load(
+                stochastic_policy_path(args.env, level, weights_dir), map_location="cpu", weights_only=True))
             same = all(torch.equal(v, stochastic.state_dict()[k]) for k, v in policy.state_dict().items())
             rng = np.random.default_rng(np.random.SeedSequence(args.seed))
             rs = evaluate(_Sampling(stochastic, rng), args.env, args.eval_episodes, args.eval_seed_base)
@@ -357,6 +359,8 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out_dir", default=str(WEIGHTS_DIR))
     p.add_argument("--measure", action="store_true", help="only re-measure the stored files")
+    p.add_argument("--weights_dir", default=str(WEIGHTS_DIR),
+                   help="--measure: the folder to measure (e.g. data/behavior/weights/v0)")
     p.add_argument("--eval_seed_base", type=int, default=EVAL_SEED_BASE,
                    help="--measure: episode i resets with this + i (training evals use %(default)s)")
     args = p.parse_args(argv)
