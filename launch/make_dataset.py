@@ -42,10 +42,15 @@ flags.DEFINE_float("noise_std", None,
 flags.DEFINE_integer("ref_episodes", 10, "Random-policy episodes for ref_min_score.")
 flags.DEFINE_integer("num_envs", 8, "Environments stepped together (one batched policy call).")
 flags.DEFINE_bool("overwrite", False, "Replace an existing dataset with the same id.")
+flags.DEFINE_integer("threads", 1, "torch threads for the behaviour policy (a tiny MLP: more threads only "
+                     "spin-wait on a busy machine).")
 
 
 def main(argv):
     del argv
+    import torch
+
+    torch.set_num_threads(FLAGS.threads)
     try:
         make_dataset(
             env_id=FLAGS.env,
