@@ -10,6 +10,11 @@ seconds; IQL's Gaussian actor has one entry, `results["gaussian"]["1"]` (its mea
 With N = 1 every extraction picks the one candidate (a sample from μ alone: behaviour cloning by
 μ), so only the first mode is evaluated there.
 
+`--etas=1` adds the AlignIQL weights at other η (training of Q, V and μ does not depend on η,
+only the extraction does), keyed `results["<mode>_eta<η>"][str(N)]`. Every summary also carries
+the critic's calibration on the actions taken (`q_chosen_mean`, `mc_return_mean`,
+`q_minus_return`: Q of each action taken against the discounted return that followed it).
+
 Seeds: config.seed + FINAL_EVAL_SEED_OFFSET for the environments and the candidate generator, the
 same for every mode and N, for a pretrained checkpoint and for the runs finetuned from it
 (common random numbers).
@@ -26,7 +31,7 @@ FINAL_EVAL_SEED_OFFSET = 20_000_000   # never an in-training (100,000), evaluato
 
 
 def evaluate_checkpoint(ckpt: str, out: str, episodes: int, modes: list[str], num_candidates: list[int],
-                        config_json: str | None = None) -> dict:
+                        config_json: str | None = None, etas: list[float] | None = None) -> dict:
     """Evaluate `ckpt` for every mode and N; writes `out` atomically and returns its content."""
     import ml_collections
     import torch
@@ -39,26 +44,32 @@ def evaluate_checkpoint(ckpt: str, out: str, episodes: int, modes: list[str], nu
     ns = [int(n) for n in num_candidates]
     state = load_checkpoint(ckpt, map_location="cpu")
     cfg = ml_collections.ConfigDict(json.loads(Path(config_json).read_text() if config_json else state["config"]))
-    dataset, _transform, env_fn = load_offline_data(cfg)
+    dataset, transform, env_fn = load_offline_data(cfg)
     learner = Learner(cfg, dataset.obs_dim, dataset.act_dim, torch.device("cpu"))
     learner.load_state_dict(state["learner"])
     learner.train(False)
     has_ref = dataset.ref_min_score is not None and dataset.ref_max_score is not None
     seed = int(cfg.seed) + FINAL_EVAL_SEED_OFFSET
     if cfg.algorithm == "iql":
-        settings = [("gaussian", 1)]
+        settings = [("gaussian", 1, None)]
     else:
-        settings = [(mode, n) for n in ns for mode in (modes[:1] if n == 1 else modes)]
+        settings = [(mode, n, None) for n in ns for mode in (modes[:1] if n == 1 else modes)]
+        settings += [(mode, n, float(eta)) for eta in (etas or []) for n in ns if n > 1 for mode in modes]
     results: dict = {}
-    for mode, n in settings:
+    base_eta = cfg.eta
+    for mode, n, eta in settings:
+        cfg.eta = base_eta if eta is None else eta       # read by the policy's extraction spec
         policy = learner.acting_policy() if mode == "gaussian" else learner.acting_policy(
-            weighting=cfg.eval.weighting or None, mode=mode, num_candidates=n)
+            weighting=(cfg.eval.weighting or None) if eta is None else "align", mode=mode, num_candidates=n)
         t0 = time.time()
         r = evaluate(policy, env_fn, episodes, seed=seed, device=torch.device("cpu"),
                      max_episode_steps=cfg.eval.max_episode_steps,
-                     normalize=dataset.normalized_score if has_ref else None)
-        results.setdefault(mode, {})[str(n)] = {**r.summary(), "seconds": time.time() - t0}
-        print(f"{mode}, N = {n}: {results[mode][str(n)]}", flush=True)
+                     normalize=dataset.normalized_score if has_ref else None,
+                     reward_transform=transform, discount=float(cfg.discount))
+        key = mode if eta is None else f"{mode}_eta{eta:+g}"
+        results.setdefault(key, {})[str(n)] = {**r.summary(), "seconds": time.time() - t0}
+        print(f"{key}, N = {n}: {results[key][str(n)]}", flush=True)
+    cfg.eta = base_eta
     data = {"checkpoint": str(ckpt), "episodes": episodes, "seed": seed, "num_candidates": ns,
             "weighting": cfg.eval.weighting or "", "results": results}
     tmp = Path(out).with_suffix(".tmp")
@@ -77,6 +88,7 @@ def define_flags():
     flags.DEFINE_integer("episodes", 20, "Episodes per mode and N.")
     flags.DEFINE_list("modes", ["argmax"], "Extraction modes (argmax, implicit).")
     flags.DEFINE_list("num_candidates", ["16"], "N: candidates sampled from μ per state, one or several.")
+    flags.DEFINE_list("etas", [], "Also evaluate AlignIQL's weights at these η (e.g. 1), at every N > 1 and mode.")
 
 
 def main(argv):
@@ -85,7 +97,7 @@ def main(argv):
     torch.set_num_threads(1)
     f = flags.FLAGS
     evaluate_checkpoint(f.checkpoint, f.out, f.episodes, list(f.modes), [int(n) for n in f.num_candidates],
-                        f.config_json)
+                        f.config_json, [float(e) for e in f.etas])
 
 
 if __name__ == "__main__":

@@ -55,7 +55,10 @@ def test_dataset_calibration_compares_q_with_the_data_returns():
     assert m["calibration/q_over_return"] == pytest.approx(2.0)
     assert "optimistic" in describe(m)
     adv = candidate_advantage(learner, torch.zeros(4, 11), num_candidates=5)
-    assert adv["max_adv"] >= adv["mean_adv"]
+    # a critic blind to the action gives every candidate the same advantage, Q − V(s) = 6.25 − V(0)
+    v0 = float(learner.value(torch.zeros(1, 11)))
+    assert adv["max_adv"] == pytest.approx(adv["mean_adv"], abs=1e-4)
+    assert adv["mean_adv"] == pytest.approx(6.25 - v0, abs=1e-4)
 
 
 def test_evaluation_compares_q_of_the_actions_taken_with_the_return_that_followed():

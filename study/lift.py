@@ -1,0 +1,137 @@
+"""Does finetuning make the policy better? The default job on several seeds, with a confidence interval.
+
+    python -m study.lift                                  # configs/finetune.py, seeds 0-4 (~1 h on 2 cores)
+    python -m study.lift --seeds=0,1 --runs_dir=/tmp/lift --out=/tmp/lift.md -- --config.online.total_env_steps=4000
+
+For every seed, `launch.finetune` runs the job (pretraining included) into <runs_dir>/; then the
+pretrained checkpoint and the last finetuned checkpoint of that seed are both evaluated on the same
+`--episodes` seeded episodes (common random numbers, study/evaluate.py) with the job's own
+evaluation policy (online.eval_mode, online.num_candidates). The lift of a seed is
+final − after pretraining, in normalised score; the report gives its mean with a 95 % bootstrap
+interval over seeds (study/stats.py), the worst seed, and every seed's pair. Only the last
+checkpoint counts, never the best.
+
+Resumable: a seed whose run finished is not run again, an interrupted one continues (--resume), an
+evaluation already written is reused. Arguments after `--` go to launch.finetune (config overrides).
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from absl import app, flags
+
+from study.evaluate import evaluate_checkpoint
+from study.stats import paired_difference_ci
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_dir_of(runs_dir: Path, seed: int) -> Path | None:
+    """The finetuning run directory of `seed` (named by launch.pretrain.run_directory)."""
+    found = sorted(p for p in runs_dir.glob(f"*-s{seed}") if (p / "config.json").exists() or
+                   (p / "pretrain").exists())
+    return found[0] if found else None
+
+
+def finetune(seed: int, runs_dir: Path, config: str, extra: list[str]) -> Path:
+    existing = run_dir_of(runs_dir, seed)
+    if existing is not None and (existing / "summary.json").exists():
+        print(f"seed {seed}: finished run in {existing}", flush=True)
+        return existing
+    args = [sys.executable, "-m", "launch.finetune", f"--config={config}", f"--config.seed={seed}",
+            f"--config.workdir={runs_dir}", "--config.wandb.mode=disabled", *extra]
+    if existing is not None:
+        args.append("--resume")
+    print(f"seed {seed}: {' '.join(args[1:])}", flush=True)
+    t0 = time.time()
+    rc = subprocess.run(args, cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"}).returncode
+    run_dir = run_dir_of(runs_dir, seed)
+    if rc != 0 or run_dir is None or not (run_dir / "summary.json").exists():
+        raise SystemExit(f"seed {seed}: launch.finetune exited with status {rc}; rerun this command to resume it.")
+    print(f"seed {seed}: done in {(time.time() - t0) / 60:.1f} min", flush=True)
+    return run_dir
+
+
+def evaluate_pair(run_dir: Path, episodes: int) -> dict:
+    """Scores of the pretrained and the final checkpoint on the same episodes, with the job's policy."""
+    cfg = json.loads((run_dir / "config.json").read_text())
+    mode, n = cfg["online"]["eval_mode"], int(cfg["online"]["num_candidates"])
+    out = {}
+    for name, ckpt in (("pretrained", run_dir / "pretrain" / "checkpoint.pt"),
+                       ("final", run_dir / "learner_checkpoint.pt")):
+        path = run_dir / f"lift_eval_{name}.json"
+        data = json.loads(path.read_text()) if path.exists() else None
+        if not data or data.get("episodes") != episodes:
+            data = evaluate_checkpoint(str(ckpt), str(path), episodes, [mode], [n],
+                                       config_json=str(run_dir / "config.json"))
+        out[name] = data["results"][mode][str(n)]
+    out["policy"] = f"{mode}, N = {n}"
+    return out
+
+
+def report(rows: list[dict], episodes: int, config: str, extra: list[str], note: str) -> str:
+    before = [r["pretrained"]["score_mean"] for r in rows]
+    after = [r["final"]["score_mean"] for r in rows]
+    mean, lo, hi = paired_difference_ci(after, before)
+    lifts = [a - b for a, b in zip(after, before)]
+    cmd = " ".join(["python -m study.lift", f"--config={config}",
+                    f"--seeds={','.join(str(r['seed']) for r in rows)}", f"--episodes={episodes}",
+                    *(["--", *extra] if extra else [])])
+    lines = [
+        "# Lift of the default finetuning job", "",
+        f"`{cmd}`", "",
+        f"Normalised score of the last checkpoint minus that of the pretrained one, each evaluated on the same "
+        f"{episodes} seeded episodes with the job's evaluation policy ({rows[0]['policy']}).", "",
+        f"**Lift: {mean:+.1f} (95 % bootstrap interval over {len(rows)} seeds [{lo:+.1f}, {hi:+.1f}]); "
+        f"worst seed {min(lifts):+.1f}.**", "",
+        "| seed | after pretraining | final | lift | Q − return after, pretrained → final |",
+        "|---:|---:|---:|---:|---:|"]
+    for r, lift in zip(rows, lifts):
+        cal = " → ".join(f"{r[k]['q_minus_return']:+.1f}" if r[k].get("q_minus_return") is not None else "n/a"
+                         for k in ("pretrained", "final"))
+        lines.append(f"| {r['seed']} | {r['pretrained']['score_mean']:.1f} ± {r['pretrained']['score_std']:.1f} | "
+                     f"{r['final']['score_mean']:.1f} ± {r['final']['score_std']:.1f} | {lift:+.1f} | {cal} |")
+    lines += ["", "± is the standard deviation over episodes. The last column is the critic's error on the actions "
+              "the policy took (Q minus the discounted return that followed, in the learner's reward scale)."]
+    if note:
+        lines += ["", f"Note: {note}"]
+    return "\n".join(lines) + "\n"
+
+
+def define_flags():
+    """Only when run as a program: the module is also imported (tests, other tools)."""
+    flags.DEFINE_string("config", "configs/finetune.py", "The finetuning config file (launch.finetune --config).")
+    flags.DEFINE_list("seeds", ["0", "1", "2", "3", "4"], "Seeds, one finetuning run each.")
+    flags.DEFINE_string("runs_dir", "runs/lift", "Where the runs go (config.workdir).")
+    flags.DEFINE_integer("episodes", 20, "Evaluation episodes per checkpoint (common seeds).")
+    flags.DEFINE_string("out", "docs/lift.md", "The report (markdown); its data beside it as .json.")
+    flags.DEFINE_string("note", "", "A remark printed in the report (e.g. other load on the machine).")
+
+
+def main(argv):
+    extra = list(argv[1:])
+    runs_dir = Path(flags.FLAGS.runs_dir)
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for seed in (int(s) for s in flags.FLAGS.seeds):
+        run_dir = finetune(seed, runs_dir, flags.FLAGS.config, extra)
+        rows.append({"seed": seed, "run_dir": str(run_dir), **evaluate_pair(run_dir, flags.FLAGS.episodes)})
+        print(f"seed {seed}: {rows[-1]['pretrained']['score_mean']:.1f} -> {rows[-1]['final']['score_mean']:.1f}",
+              flush=True)
+    text = report(rows, flags.FLAGS.episodes, flags.FLAGS.config, extra, flags.FLAGS.note)
+    out = Path(flags.FLAGS.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    out.with_suffix(".json").write_text(json.dumps({"rows": rows, "config": flags.FLAGS.config, "extra": extra}, indent=2))
+    print(text)
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)

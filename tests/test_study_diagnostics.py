@@ -1,0 +1,39 @@
+"""The diagnosis tools: rollouts from a dataset state start where the data were, and the lift report."""
+import numpy as np
+import pytest
+
+from actor.envs import make_env
+from study.lift import report
+from study.ranking import restore, spearman
+
+
+@pytest.mark.parametrize("env_id", ["Hopper-v5", "HalfCheetah-v5"])
+def test_a_state_restored_from_its_observation_continues_as_the_original(env_id):
+    a, b = make_env(env_id, seed=0), make_env(env_id, seed=1)
+    obs, _ = a.reset(seed=0)
+    b.reset(seed=1)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        obs, *_ = a.step(rng.uniform(-1, 1, a.action_space.shape).astype(np.float32))
+    restore(b, obs)
+    assert np.allclose(b.unwrapped._get_obs(), obs, atol=1e-6)
+    act = rng.uniform(-1, 1, a.action_space.shape).astype(np.float32)
+    oa, ra, *_ = a.step(act)
+    ob, rb, *_ = b.step(act)
+    assert np.allclose(oa, ob, atol=1e-5) and ra == pytest.approx(rb, abs=1e-5)
+
+
+def test_spearman_by_hand():
+    assert spearman(np.array([1.0, 2.0, 3.0]), np.array([10.0, 20.0, 30.0])) == pytest.approx(1.0)
+    assert spearman(np.array([1.0, 2.0, 3.0]), np.array([3.0, 2.0, 1.0])) == pytest.approx(-1.0)
+
+
+def test_lift_report_states_the_mean_lift_its_interval_and_the_worst_seed():
+    def row(seed, before, after):
+        return {"seed": seed, "policy": "implicit, N = 16",
+                "pretrained": {"score_mean": before, "score_std": 1.0, "q_minus_return": -30.0},
+                "final": {"score_mean": after, "score_std": 1.0, "q_minus_return": -10.0}}
+    rows = [row(0, 30.0, 35.0), row(1, 40.0, 43.0), row(2, 33.0, 32.0)]
+    text = report(rows, 20, "configs/finetune.py", [], "")
+    assert "Lift: +2.3" in text and "worst seed -1.0" in text
+    assert "| 2 | 33.0 ± 1.0 | 32.0 ± 1.0 | -1.0 | -30.0 → -10.0 |" in text
