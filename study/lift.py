@@ -72,6 +72,12 @@ def evaluate_pair(run_dir: Path, episodes: int) -> dict:
                                        config_json=str(run_dir / "config.json"))
         out[name] = data["results"][mode][str(n)]
     out["policy"] = f"{mode}, N = {n}"
+    # the in-run curve (evaluator, the same seeds at every evaluation): its peak against its last point
+    curve = [json.loads(line) for line in (run_dir / "logs" / "evaluator.jsonl").read_text().splitlines()
+             if line.strip()]
+    scores = [r["score_mean"] for r in curve if r.get("score_mean") is not None]
+    if scores:
+        out["curve"] = {"first": scores[0], "peak": max(scores), "last": scores[-1], "points": len(scores)}
     return out
 
 
@@ -90,14 +96,17 @@ def report(rows: list[dict], episodes: int, config: str, extra: list[str], note:
         f"{episodes} seeded episodes with the job's evaluation policy ({rows[0]['policy']}).", "",
         f"**Lift: {mean:+.1f} (95 % bootstrap interval over {len(rows)} seeds [{lo:+.1f}, {hi:+.1f}]); "
         f"worst seed {min(lifts):+.1f}.**", "",
-        "| seed | after pretraining | final | lift | Q − return after, pretrained → final |",
-        "|---:|---:|---:|---:|---:|"]
+        "| seed | after pretraining | final | lift | in-run curve: first → peak → last | Q − return after, pretrained → final |",
+        "|---:|---:|---:|---:|---:|---:|"]
     for r, lift in zip(rows, lifts):
         cal = " → ".join(f"{r[k]['q_minus_return']:+.1f}" if r[k].get("q_minus_return") is not None else "n/a"
                          for k in ("pretrained", "final"))
+        c = r.get("curve")
+        curve = f"{c['first']:.1f} → {c['peak']:.1f} → {c['last']:.1f}" if c else "n/a"
         lines.append(f"| {r['seed']} | {r['pretrained']['score_mean']:.1f} ± {r['pretrained']['score_std']:.1f} | "
-                     f"{r['final']['score_mean']:.1f} ± {r['final']['score_std']:.1f} | {lift:+.1f} | {cal} |")
-    lines += ["", "± is the standard deviation over episodes. The last column is the critic's error on the actions "
+                     f"{r['final']['score_mean']:.1f} ± {r['final']['score_std']:.1f} | {lift:+.1f} | {curve} | {cal} |")
+    lines += ["", "± is the standard deviation over episodes. The in-run curve is the evaluator's during the run "
+              "(its own seeds, the same at every point). The last column is the critic's error on the actions "
               "the policy took (Q minus the discounted return that followed, in the learner's reward scale)."]
     if note:
         lines += ["", f"Note: {note}"]

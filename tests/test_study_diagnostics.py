@@ -36,4 +36,4 @@ def test_lift_report_states_the_mean_lift_its_interval_and_the_worst_seed():
     rows = [row(0, 30.0, 35.0), row(1, 40.0, 43.0), row(2, 33.0, 32.0)]
     text = report(rows, 20, "configs/finetune.py", [], "")
     assert "Lift: +2.3" in text and "worst seed -1.0" in text
-    assert "| 2 | 33.0 ± 1.0 | 32.0 ± 1.0 | -1.0 | -30.0 → -10.0 |" in text
+    assert "| 2 | 33.0 ± 1.0 | 32.0 ± 1.0 | -1.0 | n/a | -30.0 → -10.0 |" in text
