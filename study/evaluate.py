@@ -30,24 +30,36 @@ from absl import app, flags
 FINAL_EVAL_SEED_OFFSET = 20_000_000   # never an in-training (100,000), evaluator (10,000,000) or actor seed
 
 
-def evaluate_checkpoint(ckpt: str, out: str, episodes: int, modes: list[str], num_candidates: list[int],
-                        config_json: str | None = None, etas: list[float] | None = None) -> dict:
-    """Evaluate `ckpt` for every mode and N; writes `out` atomically and returns its content."""
+def load_learner(ckpt: str, config_json: str | None = None):
+    """(config, learner in eval mode on the CPU, dataset, reward transform, env factory) of a checkpoint.
+
+    A pretraining checkpoint carries its config; a finetuning run's learner checkpoint needs the
+    run's config.json."""
     import ml_collections
     import torch
 
-    from actor.evaluator import evaluate
     from launch.pretrain import load_offline_data
     from learner.agent import Learner
     from learner.checkpoint import load_checkpoint
 
-    ns = [int(n) for n in num_candidates]
     state = load_checkpoint(ckpt, map_location="cpu")
     cfg = ml_collections.ConfigDict(json.loads(Path(config_json).read_text() if config_json else state["config"]))
     dataset, transform, env_fn = load_offline_data(cfg)
     learner = Learner(cfg, dataset.obs_dim, dataset.act_dim, torch.device("cpu"))
     learner.load_state_dict(state["learner"])
     learner.train(False)
+    return cfg, learner, dataset, transform, env_fn
+
+
+def evaluate_checkpoint(ckpt: str, out: str, episodes: int, modes: list[str], num_candidates: list[int],
+                        config_json: str | None = None, etas: list[float] | None = None) -> dict:
+    """Evaluate `ckpt` for every mode and N; writes `out` atomically and returns its content."""
+    import torch
+
+    from actor.evaluator import evaluate
+
+    ns = [int(n) for n in num_candidates]
+    cfg, learner, dataset, transform, env_fn = load_learner(ckpt, config_json)
     has_ref = dataset.ref_min_score is not None and dataset.ref_max_score is not None
     seed = int(cfg.seed) + FINAL_EVAL_SEED_OFFSET
     if cfg.algorithm == "iql":

@@ -126,21 +126,12 @@ def define_flags():
 
 def main(argv):
     del argv
-    import ml_collections
     import torch
 
-    from launch.pretrain import load_offline_data
-    from learner.agent import Learner
-    from learner.checkpoint import load_checkpoint
+    from study.evaluate import load_learner
 
     torch.set_num_threads(1)
-    state = load_checkpoint(flags.FLAGS.checkpoint, map_location="cpu")
-    cfg = ml_collections.ConfigDict(json.loads(Path(flags.FLAGS.config_json).read_text() if flags.FLAGS.config_json
-                                               else state["config"]))
-    dataset, transform, _env_fn = load_offline_data(cfg)
-    learner = Learner(cfg, dataset.obs_dim, dataset.act_dim, torch.device("cpu"))
-    learner.load_state_dict(state["learner"])
-    learner.train(False)
+    cfg, learner, dataset, transform, _env_fn = load_learner(flags.FLAGS.checkpoint, flags.FLAGS.config_json)
     result = measure(learner, dataset, transform, float(cfg.discount), flags.FLAGS.states, flags.FLAGS.candidates,
                      flags.FLAGS.repeats, flags.FLAGS.horizon, flags.FLAGS.seed)
     result["checkpoint"] = flags.FLAGS.checkpoint
