@@ -242,6 +242,23 @@ def run(cfg, pretrained: str | None, resume: bool) -> dict:
             "dataset": dataset.name}
     (run_dir / "dataset_meta.json").write_text(json.dumps(meta, indent=2))
 
+    # The run logger (a slow wandb import) and the signal handlers come before any child starts: a Ctrl-C
+    # or SIGTERM from here on is an orderly stop, never a KeyboardInterrupt with children left running.
+    logger = RunLogger(run_dir, cfg.to_dict(), cfg.wandb, run_name=run_dir.name,
+                       run_id=state.get("wandb_run_id"), step_key="env_steps")
+    state["wandb_run_id"] = logger.run_id
+    state_path.write_text(json.dumps(state, indent=2))
+    forwarder = LogForwarder(run_dir / "logs", logger)
+    if resume:
+        forwarder.skip_existing()
+
+    stop = {"signal": None}
+
+    def on_signal(signum, _frame):
+        stop["signal"] = signal.Signals(signum).name
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+
     # ---- 3. the processes ----
     # The replay server runs inside the learner (online.replay_in_learner, the default: sampling then skips
     # gRPC) or as a process of its own; either way it restores from and checkpoints to run_dir/replay.
@@ -282,20 +299,6 @@ def run(cfg, pretrained: str | None, resume: bool) -> dict:
     for child in ([] if hosted else [learner]) + [evaluator, *actors]:
         child.start()
 
-    logger = RunLogger(run_dir, cfg.to_dict(), cfg.wandb, run_name=run_dir.name,
-                       run_id=state.get("wandb_run_id"), step_key="env_steps")
-    state["wandb_run_id"] = logger.run_id
-    state_path.write_text(json.dumps(state, indent=2))
-    forwarder = LogForwarder(run_dir / "logs", logger)
-    if resume:
-        forwarder.skip_existing()
-
-    stop = {"signal": None}
-
-    def on_signal(signum, _frame):
-        stop["signal"] = signal.Signals(signum).name
-
-    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     print(f"=== online finetuning: {o.num_actors} actors x {o.envs_per_actor} envs, exploration "
           f"{o.exploration}, μ {'finetuned' if o.finetune_mu else 'frozen'}, replay {address} ===", flush=True)
     if o.allow_remote:
