@@ -32,12 +32,9 @@ class DatasetCalibration:
 
     @torch.no_grad()
     def measure(self, learner) -> dict[str, float]:
-        """calibration/{q_data, v_data, mc_return_data, q_over_return}; the networks' modes are untouched."""
+        """calibration/{q_data, v_data, mc_return_data, q_over_return}."""
         q = float(learner.critic_target(self.obs, self.act).mean())
-        was_training = learner.value.training
-        learner.value.eval()
-        v = float(learner.value(self.obs).mean())
-        learner.value.train(was_training)
+        v = float(learner.value(self.obs).mean())          # V has no dropout: its mode does not matter
         return {"calibration/q_data": q, "calibration/v_data": v, "calibration/mc_return_data": self.mc_return,
                 "calibration/q_over_return": q / self.mc_return if self.mc_return else float("nan")}
 
@@ -67,9 +64,6 @@ def candidate_advantage(learner, obs: torch.Tensor, num_candidates: int,
     cand = learner.behavior_ema.sample(obs, num_candidates, generator)               # [B, N, act]
     rows = obs.repeat_interleave(num_candidates, dim=0)
     q = learner.critic_target(rows, cand.reshape(b * num_candidates, -1)).view(b, num_candidates)
-    was_training = learner.value.training
-    learner.value.eval()
     v = learner.value(obs)
-    learner.value.train(was_training)
     adv = q - v.unsqueeze(-1)
     return {"max_adv": float(adv.max(-1).values.mean()), "mean_adv": float(adv.mean())}
