@@ -21,7 +21,7 @@ from ml_collections import config_flags
 
 import torch
 
-from errors import TrainingDiverged, UserFacingError
+from errors import UserFacingError
 
 
 
@@ -103,6 +103,7 @@ def train(cfg, resume: bool, run_dir: Path | None = None) -> dict:
     from learner.calibration import DatasetCalibration, describe
     from learner.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
     from learner.config_check import check_config
+    from learner.nonfinite import NonFiniteWatch
     from learner.offline_buffer import OfflineBuffer
     from launch.run_logger import RunLogger, format_duration
 
@@ -150,7 +151,7 @@ def train(cfg, resume: bool, run_dir: Path | None = None) -> dict:
     old_handlers = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     total = max(cfg.num_critic_steps, cfg.num_actor_steps)
     batch_size = max(cfg.critic_batch_size, cfg.actor_batch_size)
-    nonfinite = torch.zeros((), dtype=torch.bool, device=device)
+    watch = NonFiniteWatch(device, step)     # NaN / inf: summed on the device, read when logging or saving
     learner.train(True)
     t_last, step_last = time.time(), step
     print(f"training {cfg.algorithm} for {total} steps (critic {cfg.num_critic_steps}, actor "
@@ -160,19 +161,14 @@ def train(cfg, resume: bool, run_dir: Path | None = None) -> dict:
             batch = buffer.sample(batch_size)
             metrics = learner.update(batch, train_actor=learner.actor_steps < cfg.num_actor_steps,
                                      train_critic=learner.critic_steps < cfg.num_critic_steps)
-            for v in metrics.values():
-                nonfinite |= ~torch.isfinite(v)
+            watch.observe(metrics)
             step += 1
             at_log = step % cfg.log_interval == 0 or step == total
             at_ckpt = step % cfg.checkpoint_interval == 0 or step == total
             stopping = stop["signal"] is not None or step == cfg.stop_after_steps
             if at_log or at_ckpt or stopping:
-                if bool(nonfinite):   # one host sync per log interval, not per step
-                    bad = [k for k, v in metrics.items() if not torch.isfinite(v)]
-                    raise TrainingDiverged(
-                        f"A loss became NaN or inf before step {step} (last step: {', '.join(bad) or 'earlier'}). "
-                        f"Training stopped; the last good checkpoint in {run_dir} is intact. Try a lower "
-                        f"learning rate, or for AlignIQL-hard a smaller multipliers.lr.")
+                watch.check(step, metrics, f"Training stopped; the last good checkpoint in {run_dir} is intact. "
+                                           f"Try a lower learning rate, or for AlignIQL-hard a smaller multipliers.lr.")
             if at_log:
                 now = time.time()
                 rate = (step - step_last) / max(now - t_last, 1e-9)

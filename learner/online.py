@@ -20,9 +20,10 @@ from pathlib import Path
 
 import torch
 
-from errors import TrainingDiverged, UserFacingError
+from errors import UserFacingError
 from learner.agent import Learner, cosine_decay
 from learner.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
+from learner.nonfinite import NonFiniteWatch
 from learner.online_feed import OnlineFeed
 
 CHECKPOINT_NAME = "learner_checkpoint.pt"
@@ -166,7 +167,8 @@ class OnlineLearner:
         self.publish()
         held_last = self._table_stats(self.address)["learner_waiting_ms"]
         feed = OnlineFeed(self._make_sampler, self.device, depth=int(o.prefetch_batches))
-        nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
+        watch = NonFiniteWatch(self.device, self.step)   # NaN / inf: summed on the device, read at log / save
+        diverged = f"The learner stopped; its last good checkpoint in {self.run_dir} is intact."
         waited = 0.0
         t_last, step_last, last_ckpt = time.time(), self.step, time.monotonic()
         try:
@@ -177,16 +179,13 @@ class OnlineLearner:
                 if online is None:
                     continue
                 metrics = self.train_step(self._mixed(online))
-                for v in metrics.values():
-                    nonfinite |= ~torch.isfinite(v)
+                watch.observe(metrics)
                 self.step += 1
                 if self.step % o.publish_interval == 0:
+                    watch.check(self.step, metrics, diverged)     # actors never get diverged networks
                     self.publish()
                 if self.step % o.log_interval == 0:
-                    if bool(nonfinite):
-                        raise TrainingDiverged(
-                            f"A loss became NaN or inf during online step {self.step}; the learner stopped and "
-                            f"its last good checkpoint in {self.run_dir} is intact.")
+                    watch.check(self.step, metrics, diverged)
                     now = time.time()
                     stats = self._table_stats(self.address)
                     span = max(now - t_last, 1e-9)
@@ -208,11 +207,12 @@ class OnlineLearner:
                     t_last, step_last, waited = now, self.step, 0.0
                     held_last = stats["learner_waiting_ms"]
                 if time.monotonic() - last_ckpt >= o.replay_checkpoint_interval_s:
+                    watch.check(self.step, metrics, diverged)     # never save diverged networks
                     self.checkpoint()
                     last_ckpt = time.monotonic()
         finally:
             feed.close()
-            if not bool(nonfinite):
+            if watch.finite():
                 self.checkpoint()
                 try:
                     self.publish()
