@@ -137,9 +137,12 @@ class GaussianActor(nn.Module):
         self.log_std_min, self.log_std_max = log_std_min, log_std_max
 
     def distribution(self, obs: torch.Tensor) -> torch.distributions.Normal:
+        """Built without argument checks: torch validates loc, scale and every sample by default, a host
+        sync each on a GPU (three per AWR step). Mean and std are finite by construction (tanh, clamped
+        log-std) unless training diverged, which the learner's NaN/inf check reports."""
         mean = torch.tanh(self.mean_net(obs))
         std = self.log_std.clamp(self.log_std_min, self.log_std_max).exp()
-        return torch.distributions.Normal(mean, std)
+        return torch.distributions.Normal(mean, std, validate_args=False)
 
     def log_prob(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         return self.distribution(obs).log_prob(act).sum(-1)
