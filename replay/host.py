@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Optional
 
 from replay.server import ONLINE_TABLE, ReplaySpec, checkpoint, samples_per_insert_for, start_server
+from replay.tf_devices import import_reverb
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ class ReplayHost:
     def __init__(self, spec: ReplaySpec, port: Optional[int] = None, allow_remote: bool = False,
                  checkpoint_interval_s: float = 120.0, address_file: Optional[str] = None,
                  say=print):
-        import reverb
+        reverb = import_reverb()     # TensorFlow without the GPU: replay/tf_devices.py
 
         self.spec = spec
         self.server, self.address = start_server(spec, port=port, allow_remote=allow_remote)
