@@ -14,9 +14,10 @@ from __future__ import annotations
 import json
 import sys
 
-from absl import app, flags
+from absl import flags
 
 from errors import UserFacingError
+from launch import cli
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("dataset_ids", None, "Comma-separated Minari ids of datasets made by launch.make_dataset.")
@@ -52,4 +53,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

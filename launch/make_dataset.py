@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import sys
 
-from absl import app, flags
+from absl import flags
 
 from data.make import ACTION_RECIPES, DEFAULT_NOISE_STD, KINDS, SUPPORTED_ENVS, make_dataset
 from errors import UserFacingError
+from launch import cli
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("env", "Hopper-v5", list(SUPPORTED_ENVS), "Gymnasium environment id.")
@@ -72,4 +73,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

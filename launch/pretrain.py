@@ -16,18 +16,18 @@ import sys
 import time
 from pathlib import Path
 
-from absl import app, flags
-from ml_collections import config_flags
+from absl import flags
 
 import torch
 
 from errors import UserFacingError
+from launch import cli
 
 
 
 def define_flags():
     """Only when run as a program: launch.finetune imports this module and has flags of its own."""
-    config_flags.DEFINE_config_file("config", "configs/quickstart.py", "Config file (see configs/).")
+    cli.define_config_file("configs/quickstart.py")
     flags.DEFINE_bool("resume", False, "Continue the run in the run directory from its last checkpoint.")
 
 
@@ -224,4 +224,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    cli.run(main)

@@ -11,15 +11,14 @@ the port must stay on a private network (see README).
 """
 from __future__ import annotations
 
-import json
 import signal
 import sys
 import threading
-from pathlib import Path
 
-from absl import app, flags, logging
+from absl import flags, logging
 
 from errors import UserFacingError
+from launch import cli
 
 _CONFIG_JSON = flags.DEFINE_string("config_json", None, "Run config written by launch.finetune.", required=True)
 _OBS_DIM = flags.DEFINE_integer("obs_dim", None, "Observation size.", required=True)
@@ -50,10 +49,10 @@ def serve(cfg, obs_dim, act_dim, port, checkpoint_dir, allow_remote, address_fil
 
 def main(argv):
     del argv
-    import ml_collections
+    from actor.actor_loop import load_config_json
 
     try:
-        cfg = ml_collections.ConfigDict(json.loads(Path(_CONFIG_JSON.value).read_text()))
+        cfg = load_config_json(_CONFIG_JSON.value)          # a one-line error if missing or not JSON
         serve(cfg, _OBS_DIM.value, _ACT_DIM.value, _PORT.value, _CHECKPOINT_DIR.value, _ALLOW_REMOTE.value,
               _ADDRESS_FILE.value)
     except UserFacingError as e:
@@ -63,4 +62,4 @@ def main(argv):
 
 if __name__ == "__main__":
     logging.set_verbosity(logging.INFO)
-    app.run(main)
+    cli.run(main)

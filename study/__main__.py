@@ -30,9 +30,10 @@ import sys
 import time
 from pathlib import Path
 
-from absl import app, flags
+from absl import flags
 
 from configs import results as budgets
+from launch import cli
 from study.plan import final_eval_runs, plan
 from study.records import dataset_info
 from study.report import write_report
@@ -117,4 +118,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -25,7 +25,9 @@ import json
 import time
 from pathlib import Path
 
-from absl import app, flags
+from absl import flags
+
+from launch import cli
 
 FINAL_EVAL_SEED_OFFSET = 20_000_000   # never an in-training (100,000), evaluator (10,000,000) or actor seed
 
@@ -114,4 +116,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    cli.run(main)

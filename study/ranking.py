@@ -25,8 +25,9 @@ import json
 from pathlib import Path
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
+from launch import cli
 
 
 def restore(env, obs: np.ndarray) -> None:
@@ -144,4 +145,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    cli.run(main)

@@ -1,0 +1,63 @@
+"""Bad command lines to every absl program of launch/ and study/: one line naming what is wrong
+(the field, the file or the flag), exit status 2, never a traceback (launch/cli.py).
+
+study.lift is left out: it takes --config as a plain string and hands it to launch.finetune.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+WITH_CONFIG_FILE = ["launch.pretrain"]
+OTHERS = ["launch.dataset_stats", "launch.make_dataset", "launch.replay_server", "study", "study.evaluate",
+          "study.ranking"]
+# programs that read a run's config.json, with the other flags they require
+WITH_CONFIG_JSON = {"launch.replay_server": ["--obs_dim=3", "--act_dim=2"],
+                    "launch.actor": ["--replay_address=localhost:1"],
+                    "launch.evaluator": ["--replay_address=localhost:1"]}
+
+
+def run(module: str, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def assert_one_line_names(proc: subprocess.CompletedProcess, what: str) -> None:
+    """Status 2, no traceback, and one line of stderr that names `what` (the rest is other libraries' noise)."""
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert len([line for line in proc.stderr.splitlines() if what in line]) == 1, proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("module", WITH_CONFIG_FILE)
+@pytest.mark.parametrize("given_file", [False, True])
+def test_an_unknown_config_field_is_named_in_one_line(module, given_file):
+    args = (["--config=configs/quickstart.py"] if given_file else []) + ["--config.nonexistent_field=1"]
+    assert_one_line_names(run(module, *args), "config.nonexistent_field")
+
+
+@pytest.mark.parametrize("module", WITH_CONFIG_FILE)
+def test_a_missing_config_file_is_named_in_one_line(module):
+    assert_one_line_names(run(module, "--config=configs/nope.py"), "configs/nope.py")
+
+
+@pytest.mark.parametrize("module", OTHERS)
+def test_programs_without_a_config_file_name_the_unknown_flag_in_one_line(module):
+    assert_one_line_names(run(module, "--config.nonexistent_field=1"), "config.nonexistent_field")
+
+
+@pytest.mark.parametrize("module", sorted(WITH_CONFIG_JSON))
+def test_a_missing_run_config_is_named_in_one_line(module):
+    assert_one_line_names(run(module, "--config_json=nope.json", *WITH_CONFIG_JSON[module]), "nope.json")
+
+
+@pytest.mark.parametrize("module", ["study.evaluate", "study.ranking"])
+def test_a_missing_checkpoint_is_named_in_one_line(module):
+    assert_one_line_names(run(module, "--checkpoint=nope.pt", "--out=/nonexistent/out.json"), "nope.pt")
