@@ -78,7 +78,7 @@ def _resolve_env_id(raw: str, path: str) -> str:
         return D4RL_TASK_TO_ENV[family]
     raise DatasetError(
         f"HDF5 dataset '{path}' names environment '{raw}', which is not a registered gymnasium "
-        "id; pass the environment explicitly (--env_id, e.g. Hopper-v5)."
+        "id; pass the environment explicitly (--config.env_id, e.g. Hopper-v5)."
     )
 
 
@@ -130,7 +130,7 @@ def load_hdf5(path: str | Path, env_id: str | None = None) -> OfflineDataset:
             raise DatasetError(
                 f"HDF5 dataset '{label}' does not record which environment it belongs to (no "
                 f"{'/'.join(_ENV_ATTRS)} attribute), so it cannot be checked or evaluated; pass the "
-                "environment explicitly (--env_id, a gymnasium id such as Hopper-v5)."
+                "environment explicitly (--config.env_id, a gymnasium id such as Hopper-v5)."
             )
         env_id = _resolve_env_id(raw, label)
 

@@ -121,7 +121,7 @@ def load_minari(dataset_id: str, env_id: str | None = None) -> OfflineDataset:
         if spec_json is None:
             raise DatasetError(
                 f"Minari dataset '{dataset_id}' records no environment, so the environment to "
-                "evaluate in is unknown; pass it explicitly (--env_id, a gymnasium id such as Hopper-v5)."
+                "evaluate in is unknown; pass it explicitly (--config.env_id, a gymnasium id such as Hopper-v5)."
             )
         env_id = parse_env_spec_json(spec_json).id
 

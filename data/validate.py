@@ -139,7 +139,7 @@ def check_env_dimensions(dataset: "OfflineDataset", env: "gym.Env | None" = None
         raise DatasetError(
             f"Dataset '{dataset.name or dataset.env_id}' does not fit environment "
             f"'{dataset.env_id}': {'; '.join(problems)}. The dataset was probably made for another "
-            "environment: pass the right environment id (--env_id) or use a dataset for this one."
+            "environment: pass the right environment id (--config.env_id) or use a dataset for this one."
         )
 
 

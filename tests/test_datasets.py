@@ -221,7 +221,7 @@ def test_minari_without_env_pen_ids_and_dimension_mismatch(minari_datasets_path)
                  observation_space=obs_space, action_space=act_space)
     with pytest.raises(DatasetError, match="records no environment") as e:
         load_dataset("D4RL/pen/human-v2")
-    assert "--env_id" in str(e.value)
+    assert "--config.env_id" in str(e.value)        # the flag that exists (not --env_id)
     ds = load_dataset("D4RL/pen/human-v2", env_id="AdroitHandPen-v1", check_env=False)
     assert ds.domain == "adroit" and ds.ref_min_score == pytest.approx(96.26)
     assert reward_transform_for(ds) == RewardTransform(1.0, 0.0)
@@ -230,6 +230,7 @@ def test_minari_without_env_pen_ids_and_dimension_mismatch(minari_datasets_path)
         load_dataset("D4RL/pen/human-v2", env_id="Hopper-v5")
     msg = str(e.value)
     assert "does not fit environment 'Hopper-v5'" in msg and "45" in msg and "11" in msg
+    assert "--config.env_id" in msg
     assert "24" in msg and "\n" not in msg
 
 
@@ -312,7 +313,7 @@ def test_hdf5_bad_inputs(tmp_path):
     path = write_d4rl_hdf5(tmp_path / "noenv.hdf5", arrays)
     with pytest.raises(DatasetError, match="does not record which environment") as e:
         load_dataset(path)
-    assert "--env_id" in str(e.value)
+    assert "--config.env_id" in str(e.value)        # the flag that exists (not --env_id)
     # Missing keys are named, with what was found.
     partial = {k: v for k, v in arrays.items() if k != "timeouts"}
     path = write_d4rl_hdf5(tmp_path / "missing.hdf5", partial)
