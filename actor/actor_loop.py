@@ -314,9 +314,13 @@ TRANSITION_KEYS = ("observation", "action", "reward", "next_observation", "disco
 
 def run_actor(cfg, meta: Mapping[str, Any], replay_address: str, actor_id: int, seed: int, run_dir,
               max_env_steps: Optional[int] = None, stop_event: Optional[threading.Event] = None, *,
-              on_step: Optional[Callable[[dict], None]] = None, connect_timeout_s: float = 60.0,
+              key: bytes, on_step: Optional[Callable[[dict], None]] = None, connect_timeout_s: float = 60.0,
               throughput_interval_s: float = 30.0, log: Optional[Log] = None) -> dict:
     """Act until `max_env_steps` transitions are written, `stop_event` is set, or SIGTERM.
+
+    `key` is the run's secret (replay/auth.py): the actor takes only weights the learner
+    tagged with it and tags every transition it writes; `weights_rejected` in its log rows
+    counts the publications it refused.
 
     `on_step` (for tests) receives each vector step's batch exactly as written,
     plus the weights version and the generator state before the policy call.
@@ -332,20 +336,21 @@ def run_actor(cfg, meta: Mapping[str, Any], replay_address: str, actor_id: int, 
     interval = max(1, int(cfg.online.weight_sync_interval))
     jsonl = JsonlLog(Path(run_dir) / "logs" / f"actor_{actor_id}.jsonl")
     steps, episodes = 0, 0
-    actor = writer = None
+    actor = writer = subscriber = None
     writer_open = False
     start = time.monotonic()
 
     def row(**kw):
         return {"role": "actor", "actor_id": int(actor_id), "time": time.time(), "actor_env_steps": steps,
-                "weights_version": actor.weights_version if actor else None, **kw}
+                "weights_version": actor.weights_version if actor else None,
+                "weights_rejected": subscriber.rejected if subscriber else 0, **kw}
 
     try:
         with SignalStop(stop_event):
             try:
                 connect_with_retry(replay_address, connect_timeout_s, log=blocking_log,
                                    tables=[ONLINE_TABLE, WEIGHTS_TABLE])
-                subscriber = WeightSubscriber(replay_address, connect_timeout_s=connect_timeout_s)
+                subscriber = WeightSubscriber(replay_address, connect_timeout_s=connect_timeout_s, key=key, log=log)
                 first = wait_for_first_weights(subscriber, stop_event, log, connect_timeout_s)
                 if first is None:
                     return {"env_steps": 0, "episodes": 0, "weights_version": None, "steps_per_second": 0.0}
@@ -358,7 +363,7 @@ def run_actor(cfg, meta: Mapping[str, Any], replay_address: str, actor_id: int, 
                 # blocked_log_every_s=1: a rate-limited flush comes back to Python
                 # (and so can see a stop request) every second.
                 writer = TransitionWriter(replay_address, connect_timeout_s=connect_timeout_s,
-                                          blocked_log_every_s=1.0, log=blocking_log)
+                                          blocked_log_every_s=1.0, log=blocking_log, key=key)
                 writer_open = True
                 since_sync = 0
                 report_t, report_steps = time.monotonic(), 0

@@ -20,6 +20,8 @@ Per layout:
   * the real learner: `OnlineLearner.train_step` of the config (V+Q, μ steps, multipliers) on
     mixed online + offline batches for `--seconds`: updates/s and the fraction of the loop's time
     spent waiting for an online batch.
+
+Transitions are tagged and every sampled row's tag checked, as in a run (replay/auth.py).
 """
 from __future__ import annotations
 
@@ -37,6 +39,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 OBS_DIM, ACT_DIM = 17, 6
 LAYOUTS = ("before", "remote", "hosted")
+BENCH_KEY = bytes(range(32))   # a fixed key: only its cost matters here, not its secrecy
 
 
 def _spec(fill: int):
@@ -58,7 +61,7 @@ def _serve(fill: int, q, stop) -> None:
 def _fill(address: str, n: int) -> None:
     from replay.writer import TransitionWriter
     rng = np.random.default_rng(0)
-    w = TransitionWriter(address, flush_every=16)
+    w = TransitionWriter(address, flush_every=16, key=BENCH_KEY)
     k = 16
     for _ in range(n // k):
         o = rng.standard_normal((k, OBS_DIM)).astype(np.float32)
@@ -86,9 +89,10 @@ def _make_feed(layout: str, address: str, batch: int, workers: int, device):
     from replay.sampler import OnlineSampler
 
     if layout == "before":
-        return InLoopFeed(lambda: OnlineSampler(address, batch, rate_limiter_timeout_ms=1000), device)
+        return InLoopFeed(lambda: OnlineSampler(address, batch, rate_limiter_timeout_ms=1000, key=BENCH_KEY),
+                          device)
     return OnlineFeed(lambda: OnlineSampler(address, batch, num_workers_per_iterator=workers,
-                                            rate_limiter_timeout_ms=1000), device, depth=2)
+                                            rate_limiter_timeout_ms=1000, key=BENCH_KEY), device, depth=2)
 
 
 def _feed_capacity(feed, seconds: float) -> float:
@@ -133,7 +137,7 @@ def _build_learner(cfg, address: str, device, workdir: Path):
     buf = OfflineBuffer(obs, rng.uniform(-1, 1, (n, ACT_DIM)), rng.standard_normal(n), obs,
                         np.zeros(n, np.float32), device)
     learner = Learner(cfg, OBS_DIM, ACT_DIM, device)
-    return OnlineLearner(cfg, learner, buf, address, workdir)
+    return OnlineLearner(cfg, learner, buf, address, workdir, key=BENCH_KEY)
 
 
 def rows(seconds: float = 4.0, fill: int = 20_000, batch_size: int | None = None, workers: int | None = None,

@@ -4,7 +4,9 @@ Actors and the learner are separate processes in a real run, so writers and
 the timed sampler run in spawned processes and talk to the server over
 loopback gRPC (a sampler in the server's own process reads the table directly
 and is faster; it is printed for comparison). The server's rate limiter is
-made non-binding so the figures are raw channel capacity.
+made non-binding so the figures are raw channel capacity. Writers tag every
+transition and samplers check every row's tag, as in a run (replay/auth.py),
+so the figures include that cost.
 
     python -m bench.replay_throughput [--inserts 10000 --writers 3 --batch_size 256
                                        --updates_per_env_step 1]
@@ -21,6 +23,7 @@ import time
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH_KEY = bytes(range(32))   # a fixed key: only its cost matters here, not its secrecy
 
 
 def _writer_proc(address, n, obs_dim, act_dim, env_batch, flush_every, barrier, out):
@@ -31,7 +34,7 @@ def _writer_proc(address, n, obs_dim, act_dim, env_batch, flush_every, barrier, 
     obs = rng.standard_normal((env_batch, obs_dim)).astype(np.float32)
     act = rng.standard_normal((env_batch, act_dim)).astype(np.float32)
     rew = np.ones(env_batch, np.float32)
-    w = TransitionWriter(address, flush_every=flush_every)
+    w = TransitionWriter(address, flush_every=flush_every, key=BENCH_KEY)
     barrier.wait()
     t0 = time.time()
     for _ in range(n // env_batch):
@@ -51,7 +54,7 @@ def _sampler_proc(address, batch_size, seconds, out):
 def _time_sampler(address, batch_size, seconds):
     from replay.sampler import OnlineSampler
 
-    it = OnlineSampler(address, batch_size)
+    it = OnlineSampler(address, batch_size, key=BENCH_KEY)
     for _ in range(10):  # warm-up: stream set-up, prefetch buffer
         next(it)
     n, t0 = 0, time.perf_counter()

@@ -14,6 +14,9 @@ Rows go to <run_dir>/logs/evaluator.jsonl.
 
 Every evaluation uses the same environment seeds and generator seed, so two
 weight versions are compared on the same episodes' starts (common random numbers).
+
+Only weights tagged with the run's key (`run_key` beside the config, or
+--key_file) are evaluated; `weights_rejected` in its rows counts the others.
 """
 from __future__ import annotations
 
@@ -33,6 +36,7 @@ def define_flags() -> None:
     """Called only when run as a program, so importing run_evaluator defines no flags."""
     flags.DEFINE_string("config_json", None, "Run config written by the supervisor (cfg.to_json()).")
     flags.DEFINE_string("dataset_meta", None, "dataset_meta.json; default: beside --config_json.")
+    flags.DEFINE_string("key_file", None, "The run's secret (owner-only); default: run_key beside --config_json.")
     flags.DEFINE_string("replay_address", None, "Replay server HOST:PORT.")
     flags.DEFINE_integer("seed", None, "Run seed; default: the config's seed.")
     flags.DEFINE_string("run_dir", None, "Run directory (logs/ goes there); default: the config's folder.")
@@ -50,9 +54,11 @@ def score_normalizer(meta: Mapping[str, Any]):
 
 
 def run_evaluator(cfg, meta: Mapping[str, Any], replay_address: str, seed: int, run_dir,
-                  stop_event: Optional[threading.Event] = None, *, connect_timeout_s: float = 60.0,
+                  stop_event: Optional[threading.Event] = None, *, key: bytes, connect_timeout_s: float = 60.0,
                   poll_interval_s: float = 2.0, log=None) -> list[dict]:
-    """Evaluate until `stop_event` is set (or SIGTERM in the main thread); returns the rows written."""
+    """Evaluate until `stop_event` is set (or SIGTERM in the main thread); returns the rows written.
+
+    `key`: the run's secret; weights not tagged with it are never loaded (replay/auth.py)."""
     import torch
 
     from actor.actor_loop import (EVAL_SEED_OFFSET, JsonlLog, StopRequested, SignalStop,
@@ -81,7 +87,7 @@ def run_evaluator(cfg, meta: Mapping[str, Any], replay_address: str, seed: int, 
     modules = build_acting_modules(cfg, int(meta["obs_dim"]), int(meta["act_dim"]), device)
     weighting = natural_weighting(cfg, cfg.eval.weighting)
     policy = make_policy(cfg, modules, weighting, o.eval_mode, int(o.num_candidates))
-    state = {"version": None, "evaluated": None}
+    state = {"version": None, "evaluated": None, "subscriber": None}
 
     def env_fn(s: int):
         return make_env(source, s)
@@ -99,6 +105,7 @@ def run_evaluator(cfg, meta: Mapping[str, Any], replay_address: str, seed: int, 
         s = result.summary()
         row = {"role": "evaluator", "time": time.time(), "env_steps": int(env_steps),
                "weights_version": state["version"],
+               "weights_rejected": state["subscriber"].rejected if state["subscriber"] else 0,
                "return_mean": s["return_mean"], "return_std": s["return_std"],
                "score_mean": s.get("score_mean"), "score_std": s.get("score_std"),
                "alignment_gap": s["alignment_gap"], "length_mean": s["length_mean"],
@@ -125,7 +132,8 @@ def run_evaluator(cfg, meta: Mapping[str, Any], replay_address: str, seed: int, 
                 client = connect_with_retry(replay_address, connect_timeout_s,
                                             log=stop_aware_log(stop_event, log),
                                             tables=[ONLINE_TABLE, WEIGHTS_TABLE])
-                subscriber = WeightSubscriber(replay_address, connect_timeout_s=connect_timeout_s)
+                subscriber = WeightSubscriber(replay_address, connect_timeout_s=connect_timeout_s, key=key, log=log)
+                state["subscriber"] = subscriber
             except StopRequested:
                 return rows
 
@@ -181,10 +189,13 @@ def main(argv):
     torch.set_num_threads(1)   # shares the cores with learner and actors (see configs/quickstart.py)
     from actor.actor_loop import load_run_inputs
     from errors import UserFacingError
+    from replay.auth import key_path_beside, load_key
 
     try:
         cfg, meta, run_dir, seed = load_run_inputs(FLAGS.config_json, FLAGS.dataset_meta, FLAGS.run_dir, FLAGS.seed)
-        run_evaluator(cfg, meta, FLAGS.replay_address, seed, run_dir, connect_timeout_s=FLAGS.connect_timeout_s)
+        key = load_key(FLAGS.key_file or key_path_beside(FLAGS.config_json))
+        run_evaluator(cfg, meta, FLAGS.replay_address, seed, run_dir, key=key,
+                      connect_timeout_s=FLAGS.connect_timeout_s)
     except UserFacingError as e:
         print(f"evaluator: {e}", file=sys.stderr, flush=True)
         sys.exit(2)

@@ -241,6 +241,11 @@ def run(cfg, pretrained: str | None, resume: bool) -> dict:
             "ref_min_score": dataset.ref_min_score, "ref_max_score": dataset.ref_max_score,
             "dataset": dataset.name}
     (run_dir / "dataset_meta.json").write_text(json.dumps(meta, indent=2))
+    # The run's secret (owner-only; kept on --resume, whose restored transitions carry its tags): the
+    # learner tags its weights with it, actors their transitions, and each side takes only tagged ones.
+    from replay.auth import KEY_FILE_NAME, create_key_file
+    key_file = run_dir / KEY_FILE_NAME
+    create_key_file(key_file)
 
     # The run logger (a slow wandb import) and the signal handlers come before any child starts: a Ctrl-C
     # or SIGTERM from here on is an orderly stop, never a KeyboardInterrupt with children left running.
@@ -267,7 +272,7 @@ def run(cfg, pretrained: str | None, resume: bool) -> dict:
     stopped_file = run_dir / "logs" / "learner_stopped"
     address_file.unlink(missing_ok=True)
     stopped_file.unlink(missing_ok=True)
-    common = [f"--config_json={config_json}", f"--run_dir={run_dir}"]
+    common = [f"--config_json={config_json}", f"--run_dir={run_dir}", f"--key_file={key_file}"]
     serving = [f"--port={port}", f"--checkpoint_dir={run_dir / 'replay'}", f"--address_file={address_file}"] \
         + (["--allow_remote"] if o.allow_remote else [])
     local_address = f"localhost:{port}"
@@ -303,7 +308,8 @@ def run(cfg, pretrained: str | None, resume: bool) -> dict:
           f"{o.exploration}, μ {'finetuned' if o.finetune_mu else 'frozen'}, replay {address} ===", flush=True)
     if o.allow_remote:
         print(f"  actors on other machines: python -m launch.actor --replay_address={address} "
-              f"--config_json=<copy of {config_json}> --run_dir=<dir> --actor_id=<k>", flush=True)
+              f"--config_json=<copy of {config_json}> --run_dir=<dir> --actor_id=<k>; copy dataset_meta.json "
+              f"and {KEY_FILE_NAME} (owner-only, chmod 600) beside the config", flush=True)
     failure = None
     env_steps = start_env_steps = table_stats(client)["inserts"]
     t_online, last_print = time.time(), 0.0

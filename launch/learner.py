@@ -1,7 +1,7 @@
 """The finetuning learner as its own program (on the GPU box in a multi-machine run).
 
     python -m launch.learner --config_json=runs/<run>/config.json --run_dir=runs/<run> \
-        --pretrained=runs/<run>/pretrain/checkpoint.pt [--resume] \
+        --pretrained=runs/<run>/pretrain/checkpoint.pt [--resume] [--key_file=runs/<run>/run_key] \
         (--host_replay [--port=8000 --checkpoint_dir=runs/<run>/replay --allow_remote] | --replay_address=HOST:PORT)
 
 Loads the offline dataset onto its device, restores the pretrained networks
@@ -14,6 +14,10 @@ layout of launch.finetune): sampling then reads the table directly instead of
 over gRPC, about 2x the batches per second (bench/learner_feed.py). On stop the learner writes
 its checkpoint and the replay's, then, with --serve_after_stop_s, keeps the
 server up until a second SIGTERM so the evaluator can fetch the final weights.
+
+The run's key (--key_file, by default `run_key` beside --config_json, written by
+launch.finetune) tags every publication and checks every online transition
+(replay/auth.py): actors and evaluator need the same file.
 """
 from __future__ import annotations
 
@@ -33,6 +37,8 @@ from errors import UserFacingError
 _CONFIG_JSON = flags.DEFINE_string("config_json", None, "Run config written by launch.finetune.", required=True)
 _REPLAY_ADDRESS = flags.DEFINE_string("replay_address", None, "HOST:PORT of the replay server (without --host_replay).")
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "Run directory (checkpoints, logs).", required=True)
+_KEY_FILE = flags.DEFINE_string("key_file", None, "The run's secret (owner-only file written by launch.finetune); "
+                                "default: run_key beside --config_json.")
 _PRETRAINED = flags.DEFINE_string("pretrained", None, "Pretraining checkpoint to start from.")
 _RESUME = flags.DEFINE_bool("resume", False, "Continue from this run's own learner checkpoint.")
 _HOST_REPLAY = flags.DEFINE_bool("host_replay", False, "Run the replay server inside this process.")
@@ -62,7 +68,7 @@ class HostOptions:
 def run(cfg, replay_address: str | None, run_dir: Path, pretrained: str | None, resume: bool,
         stop_event: threading.Event | None = None, max_steps: int | None = None,
         host: HostOptions | None = None, release_event: threading.Event | None = None,
-        stopped_file: str | None = None) -> int:
+        stopped_file: str | None = None, *, key: bytes) -> int:
     import torch
 
     from data import load_dataset
@@ -96,7 +102,8 @@ def run(cfg, replay_address: str | None, run_dir: Path, pretrained: str | None, 
         buffer = OfflineBuffer.from_dataset(dataset, transform, device)
         learner = Learner(cfg, dataset.obs_dim, dataset.act_dim, device)
         calibration = DatasetCalibration(dataset, transform, cfg.discount, device, seed=cfg.seed)
-        loop = OnlineLearner(cfg, learner, buffer, replay_address, run_dir, stop_event, calibration=calibration)
+        loop = OnlineLearner(cfg, learner, buffer, replay_address, run_dir, stop_event, calibration=calibration,
+                             key=key)
         if resume and (Path(run_dir) / CHECKPOINT_NAME).exists():
             loop.restore()
             print(f"learner resumed at online step {loop.step}", flush=True)
@@ -146,9 +153,12 @@ def main(argv):
     host = HostOptions(_PORT.value, _CHECKPOINT_DIR.value, _ALLOW_REMOTE.value, _ADDRESS_FILE.value,
                        _SERVE_AFTER_STOP_S.value) if _HOST_REPLAY.value else None
     try:
+        from replay.auth import key_path_beside, load_key
+
         cfg = ml_collections.ConfigDict(json.loads(Path(_CONFIG_JSON.value).read_text()))
+        key = load_key(_KEY_FILE.value or key_path_beside(_CONFIG_JSON.value))
         steps = run(cfg, _REPLAY_ADDRESS.value, Path(_RUN_DIR.value), _PRETRAINED.value, _RESUME.value, stop,
-                    host=host, release_event=release, stopped_file=_STOPPED_FILE.value)
+                    host=host, release_event=release, stopped_file=_STOPPED_FILE.value, key=key)
         print(f"learner stopped after {steps} online steps; checkpoint written", flush=True)
     except UserFacingError as e:
         print(f"error: {e}", file=sys.stderr)

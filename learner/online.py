@@ -9,6 +9,10 @@ learner's device, then updates V and Q, optionally μ (IDQL
 recipe 2: `mu_steps_per_update` μ steps per update) and the multipliers, and
 publishes the acting networks every `publish_interval` steps.
 
+Both directions carry the run's HMAC tags (replay/auth.py, key given by the
+supervisor): the publications are tagged, and online rows whose tag does not
+check out are dropped before training and counted in `replay/rejected`.
+
 The learner knows no environment: what it learns from arrives as arrays.
 """
 from __future__ import annotations
@@ -76,7 +80,8 @@ def set_online_rates(learner: Learner, cfg) -> None:
 
 class OnlineLearner:
     def __init__(self, cfg, learner: Learner, offline_buffer, replay_address: str, run_dir: Path,
-                 stop_event: threading.Event | None = None, calibration=None):
+                 stop_event: threading.Event | None = None, calibration=None, *, key: bytes):
+        from replay.auth import Rejections
         from replay.sampler import OnlineSampler, table_stats
         from replay.weights import WeightPublisher
 
@@ -91,10 +96,13 @@ class OnlineLearner:
         self._diag_generator = torch.Generator(device=self.device)
         self._diag_generator.manual_seed(int(cfg.seed) + 7)
         self._table_stats = table_stats
+        # one count across the samplers the feed makes (it makes a new one after each limiter timeout)
+        self.rejected = Rejections("online transitions", log=lambda m: print(f"learner: {m}", flush=True))
         self._make_sampler = lambda: OnlineSampler(replay_address, self.o.online_batch_size,
                                                    num_workers_per_iterator=int(self.o.sampler_workers),
-                                                   rate_limiter_timeout_ms=1000)
-        self.publisher = WeightPublisher(replay_address)
+                                                   rate_limiter_timeout_ms=1000, key=key,
+                                                   rejections=self.rejected)
+        self.publisher = WeightPublisher(replay_address, key=key)
         self.step = 0                       # online learner steps (V+Q updates)
         (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
         self.log_file = open(self.run_dir / "logs" / "learner.jsonl", "a", buffering=1)
@@ -198,6 +206,8 @@ class OnlineLearner:
                            "rate_limiter_hold_fraction": (stats["learner_waiting_ms"] - held_last) / 1e3 / span,
                            "replay_size": stats["current_size"],
                            "replay_inserts": stats["inserts"], "replay_samples": stats["samples"],
+                           # sampled rows dropped for a tag that did not check out (a stranger's inserts)
+                           "replay/rejected": self.rejected.count,
                            "updates_per_env_step": stats["samples"] / o.online_batch_size /
                            max(1, stats["inserts"] - o.min_replay_size),
                            **{k: float(v) for k, v in metrics.items()},

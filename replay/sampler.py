@@ -3,6 +3,11 @@
 Built on `reverb.TrajectoryDataset` + `tf.data` batching because it streams
 many items per RPC (about 120 batches of 256 per second across processes
 here) while `Client.sample` fetches one item per call (about 17 batches/s).
+
+Every row's tag is checked against the run's key (replay/auth.py) before the
+batch leaves the sampler: rows a stranger inserted are dropped and counted, and
+the batch is topped up from the next ones, so the learner always gets
+`batch_size` rows, all written by the run's own actors.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from typing import Dict, Iterator, Optional
 
 import numpy as np
 
+from replay.auth import TAG_FIELD, Rejections, TransitionSigner
 from replay.server import ONLINE_TABLE, TRANSITION_FIELDS
 from replay.writer import connect_with_retry
 
@@ -27,14 +33,20 @@ class OnlineSampler:
     buffer; that blocking is what enforces the update-to-data ratio. With
     `rate_limiter_timeout_ms >= 0` a wait that long ends the iteration
     (StopIteration) instead, e.g. for shutdown when actors have stopped.
+
+    Rows whose tag does not match the run's `key` are never returned; they are
+    added to `rejections` (pass one `replay.auth.Rejections` to every sampler of
+    a learner to keep one count across them).
     """
 
     def __init__(self, address: str, batch_size: int, table: str = ONLINE_TABLE,
                  prefetch: int = 4, max_in_flight_samples_per_worker: Optional[int] = None,
                  num_workers_per_iterator: int = -1, rate_limiter_timeout_ms: int = -1,
-                 connect_timeout_s: float = 60.0):
+                 connect_timeout_s: float = 60.0, *, key: bytes, rejections: Optional[Rejections] = None):
         import reverb
 
+        self._signer = TransitionSigner(key, TRANSITION_FIELDS)
+        self.rejections = rejections if rejections is not None else Rejections("transitions")
         self.address = address
         self.table = table
         self.batch_size = int(batch_size)
@@ -60,9 +72,20 @@ class OnlineSampler:
         return self
 
     def __next__(self) -> Dict[str, np.ndarray]:
-        data = next(self._iterator).data
-        self.num_batches += 1
-        return {k: data[k] for k in TRANSITION_FIELDS}
+        parts, have = [], 0
+        while True:
+            data = next(self._iterator).data
+            self.num_batches += 1
+            ok = self._signer.check(data, data[TAG_FIELD])
+            if not parts and ok.all():           # the normal case: no copy
+                return {k: data[k] for k in TRANSITION_FIELDS}
+            self.rejections.add(int((~ok).sum()), "transitions without this run's tag, not trained on")
+            if ok.any():
+                parts.append({k: np.asarray(data[k])[ok] for k in TRANSITION_FIELDS})
+                have += int(ok.sum())
+            if have >= self.batch_size:
+                # Rows past batch_size are dropped: they are only samples (the items stay in the table).
+                return {k: np.concatenate([p[k] for p in parts])[:self.batch_size] for k in TRANSITION_FIELDS}
 
     def stats(self) -> Dict[str, float]:
         return table_stats(self._client, self.table)

@@ -8,7 +8,9 @@ no authentication; anyone who can reach the port can read, insert and delete
 data. Reverb offers no option to bind to loopback only, so the safety here is
 procedural: by default the address handed to actors is `localhost:PORT`, a log
 line says that the port must stay on a private network (firewalled), and
-opting into remote actors (`allow_remote=True`) logs a loud warning.
+opting into remote actors (`allow_remote=True`) logs a loud warning. What a
+stranger *inserts* is made harmless by the run's HMAC tags (replay/auth.py):
+every transition item carries a `tag` column, every weights item a tag.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Optional, Tuple
 
 from errors import ConfigError
 from replay import ONLINE_TABLE, TRANSITION_FIELDS, WEIGHTS_TABLE  # noqa: F401  (re-exported)
+from replay.auth import TAG_BYTES, TAG_FIELD
 
 logger = logging.getLogger(__name__)
 
@@ -92,11 +95,12 @@ def samples_per_insert_for(batch_size: int, updates_per_env_step: float) -> floa
 
 
 def transition_signature(obs_dim: int, act_dim: int):
-    """Signature of one item of the online table: one transition, no time axis.
+    """Signature of one item of the online table: one transition, no time axis, and its tag.
 
     The writer references single steps (`history[k][-1]`), which Reverb stores
     squeezed, so the item's shapes are exactly these and TrajectoryDataset
-    returns them unchanged.
+    returns them unchanged. `tag` is the writer's HMAC of the other fields
+    (replay/auth.py), checked by the learner's sampler.
     """
     import tensorflow as tf
 
@@ -107,6 +111,7 @@ def transition_signature(obs_dim: int, act_dim: int):
         "reward": tf.TensorSpec([], f32),
         "next_observation": tf.TensorSpec([obs_dim], f32),
         "discount": tf.TensorSpec([], f32),
+        TAG_FIELD: tf.TensorSpec([TAG_BYTES], tf.uint8),
     }
 
 
@@ -218,7 +223,9 @@ def _check_tables_match_spec(server, spec: ReplaySpec) -> None:
         raise ConfigError(
             f"The replay checkpoint in {spec.checkpoint_dir} was written with other table settings "
             f"than the current config ({'; '.join(diffs)}), and Reverb would silently keep the old "
-            "ones. Use a new checkpoint_dir, delete the old checkpoint, or restore the old settings.")
+            "ones. Use a new checkpoint_dir, delete the old checkpoint, or restore the old settings. "
+            f"(A checkpoint without a {TAG_FIELD!r} column comes from a version before transitions were "
+            "signed; it cannot be resumed.)")
 
 
 def checkpoint(client) -> str:

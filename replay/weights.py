@@ -5,7 +5,12 @@ unauthenticated port). The table keeps only the newest item (max_size=1,
 Fifo), so actors always get the latest weights and the server holds one copy.
 
 An item is [version (int64), manifest (JSON of parameter names as uint8),
-param_0, param_1, ...]. The manifest travels with every item because the
+tag (HMAC-SHA-256 of all the rest under the run's key, uint8[32]), param_0,
+param_1, ...]. Reverb lets anyone who reaches its port insert here, so a
+subscriber takes only items whose tag checks out (replay/auth.py) and compares
+versions only among those: a stranger's publication, whatever its version, is
+counted, logged and ignored, and the learner's next one is taken as before.
+The manifest travels with every item because the
 table has no signature (the parameter set belongs to the learner, not to the
 server), and Reverb returns the columns of an unsigned item as a flat list.
 Columns reference `history[i][-1:]` (a slice): squeezed single-step `[-1]`
@@ -21,6 +26,7 @@ from typing import Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
+from replay.auth import Rejections, WeightsSigner
 from replay.server import WEIGHTS_TABLE
 from replay.writer import connect_with_retry
 
@@ -33,7 +39,9 @@ class WeightPublisher:
     """Used by the learner; `publish` is cheap enough to call every few hundred updates."""
 
     def __init__(self, address: str, table: str = WEIGHTS_TABLE, connect_timeout_s: float = 60.0,
-                 publish_timeout_s: float = 60.0):
+                 publish_timeout_s: float = 60.0, *, key: bytes):
+        """`key`: the run's secret (replay/auth.py); subscribers take only what it tagged."""
+        self._signer = WeightsSigner(key)
         self._table = table
         self._timeout_ms = int(publish_timeout_s * 1000)
         self._client = connect_with_retry(address, connect_timeout_s, tables=[table])
@@ -44,8 +52,9 @@ class WeightPublisher:
         if not names:
             raise ValueError("publish needs at least one parameter")
         manifest = np.frombuffer(json.dumps(names).encode("utf-8"), dtype=np.uint8)
-        columns = [np.asarray(version, dtype=np.int64), manifest]
-        columns += [np.array(params[n], order="C", copy=False) for n in names]  # keeps 0-d arrays 0-d
+        head = [np.asarray(version, dtype=np.int64), manifest]
+        arrays = [np.array(params[n], order="C", copy=False) for n in names]  # keeps 0-d arrays 0-d
+        columns = head + [self._signer.tag(*head, arrays)] + arrays
         # A fresh writer per publish: the parameter set may change between
         # calls (and a trajectory writer's columns are fixed by its first step),
         # and publishing is rare enough that the set-up cost does not matter.
@@ -59,13 +68,23 @@ class WeightPublisher:
 
 
 class WeightSubscriber:
-    """Used by actors; `poll` never blocks on an empty table."""
+    """Used by actors and the evaluator; `poll` never blocks on an empty table.
 
-    def __init__(self, address: str, table: str = WEIGHTS_TABLE, connect_timeout_s: float = 60.0):
+    `rejected` counts the publications refused for a tag that did not check out.
+    """
+
+    def __init__(self, address: str, table: str = WEIGHTS_TABLE, connect_timeout_s: float = 60.0, *,
+                 key: bytes, log=None):
+        self._signer = WeightsSigner(key)
         self._table = table
         self._client = connect_with_retry(address, connect_timeout_s, tables=[table])
         self._last_version: Optional[int] = None
         self._last_inserts: Optional[int] = None
+        self._rejections = Rejections("weights publications", log=log, log_every_s=0.0)
+
+    @property
+    def rejected(self) -> int:
+        return self._rejections.count
 
     @property
     def version(self) -> Optional[int]:
@@ -78,23 +97,29 @@ class WeightSubscriber:
         Returns None when nothing is published yet or nothing newer arrived,
         so an actor can call it every episode and only reload on a result.
         The table's insert counter is checked first, so an unchanged table
-        costs one small RPC instead of a download of all weights.
+        costs one small RPC instead of a download of all weights (and a
+        rejected item is fetched and logged once, not on every poll).
+        Nothing in an item is parsed before its tag checks out.
         """
         info = self._client.server_info(timeout=10)[self._table]
         inserts = int(info.rate_limiter_info.insert_stats.completed)
         if info.current_size == 0:
             return None  # sampling now would block until the learner publishes
-        if self._last_version is not None and inserts == self._last_inserts:
+        if self._last_inserts is not None and inserts == self._last_inserts:
             return None
         self._last_inserts = inserts
         sample = next(self._client.sample(self._table, num_samples=1, emit_timesteps=False))
         cols = [np.asarray(c).reshape(np.shape(c)[1:]) for c in sample.data]  # drop the [-1:] time axis
+        if len(cols) < 4 or not self._signer.check(cols[0], cols[1], cols[2], cols[3:]):
+            self._rejections.add(1, "weights without this run's tag; kept version "
+                                    f"{self._last_version}")
+            return None
         version = int(cols[0])
         if self._last_version is not None and version <= self._last_version:
             return None
         names = json.loads(cols[1].tobytes().decode("utf-8"))
-        if len(names) != len(cols) - 2:
+        if len(names) != len(cols) - 3:
             raise RuntimeError(
-                f"weights item has {len(cols) - 2} arrays but its manifest names {len(names)}")
+                f"weights item has {len(cols) - 3} arrays but its manifest names {len(names)}")
         self._last_version = version
-        return version, dict(zip(names, cols[2:]))
+        return version, dict(zip(names, cols[3:]))

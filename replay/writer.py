@@ -5,7 +5,9 @@ without a time axis, so what the learner samples has exactly the table
 signature's shapes ([obs_dim], [act_dim], [], [obs_dim], []). Storing whole
 transitions (rather than steps plus an n-step pattern) keeps vector-env
 batches, truncation and resets trivial for the actor: it passes
-`next_observation` and `discount` explicitly.
+`next_observation` and `discount` explicitly. Every item also carries a `tag`,
+the HMAC of its fields under the run's key (replay/auth.py): the learner trains
+only on rows whose tag checks out, so a stranger on the port cannot feed it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 
 from errors import UserFacingError
 from replay import ONLINE_TABLE, TRANSITION_FIELDS
+from replay.auth import TAG_FIELD, TransitionSigner
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +100,8 @@ class TransitionWriter:
 
     def __init__(self, address: str, table: str = ONLINE_TABLE, flush_every: int = 16,
                  connect_timeout_s: float = 60.0, blocked_log_every_s: float = 60.0,
-                 log: Optional[Callable[..., None]] = None):
+                 log: Optional[Callable[..., None]] = None, *, key: bytes):
+        """`key`: the run's secret (replay/auth.py), which tags every transition."""
         if flush_every < 1:
             raise ValueError(f"flush_every must be >= 1, got {flush_every}")
         self._table = table
@@ -109,10 +113,12 @@ class TransitionWriter:
         self._client = connect_with_retry(address, connect_timeout_s, log=self._log,
                                           tables=[table])
         signature = self._client.server_info(timeout=max(1, int(connect_timeout_s)))[table].signature
-        if signature is None or set(signature) != set(TRANSITION_FIELDS):
+        if signature is None or set(signature) != {*TRANSITION_FIELDS, TAG_FIELD}:
             raise ReplayUnavailableError(
-                f"Table {table!r} at {address} does not hold transitions "
-                f"(signature {signature}); it was not started by replay.server.start_server.")
+                f"Table {table!r} at {address} does not hold tagged transitions "
+                f"(signature {signature}); it was not started by replay.server.start_server "
+                "of this version.")
+        self._signer = TransitionSigner(key, TRANSITION_FIELDS)
         # Checked on every add so that a wrong shape fails in the actor code
         # that produced it, with the field name and the expected shape.
         self._shapes = {k: tuple(signature[k].shape.as_list()) for k in TRANSITION_FIELDS}
@@ -145,23 +151,33 @@ class TransitionWriter:
             raise ValueError(
                 "add_batch needs the same leading batch size on every array, got shapes "
                 + ", ".join(f"{k}={v.shape}" for k, v in cols.items()))
-        for i in range(b.pop()):
-            self._write({k: v[i] for k, v in cols.items()})
+        if not b.pop():
+            return
+        self._check_shapes({k: v[0] for k, v in cols.items()})   # before tagging: a clear error, not numpy's
+        tags = self._signer.tags(cols)           # one call for the batch
+        for i in range(len(tags)):
+            self._write({**{k: v[i] for k, v in cols.items()}, TAG_FIELD: tags[i]})
 
-    def _write(self, step) -> None:
-        if self._closed:
-            raise RuntimeError("TransitionWriter is closed")
-        for k, shape in self._shapes.items():
+    def _check_shapes(self, step) -> None:
+        for k in TRANSITION_FIELDS:
+            shape = self._shapes[k]
             if step[k].shape != shape:
                 raise ValueError(
                     f"Transition field {k!r} has shape {step[k].shape} but the replay table "
                     f"{self._table!r} expects {shape}. Is the actor's environment the one the "
                     "replay server was configured for (obs_dim, act_dim)?")
+
+    def _write(self, step) -> None:
+        if self._closed:
+            raise RuntimeError("TransitionWriter is closed")
+        if TAG_FIELD not in step:                # a single add(); add_batch checked and tagged its rows
+            self._check_shapes(step)
+            step[TAG_FIELD] = self._signer.tags({k: step[k][None] for k in TRANSITION_FIELDS})[0]
         w = self._writer
         w.append(step)
         hist = w.history
         # [-1] (not [-1:]) so the item has no time axis and matches the signature.
-        w.create_item(self._table, 1.0, {k: hist[k][-1] for k in TRANSITION_FIELDS})
+        w.create_item(self._table, 1.0, {k: hist[k][-1] for k in (*TRANSITION_FIELDS, TAG_FIELD)})
         self.num_added += 1
         self._since_flush += 1
         if self._since_flush >= self._flush_every:

@@ -33,6 +33,8 @@ from replay.writer import TransitionWriter  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OBS, ACT = 11, 3
 UNLIMITED = 1e9
+KEY = bytes(range(32))   # the run's secret (replay/auth.py) in these tests
+STRANGER_KEY = bytes(range(1, 33))
 META = {"obs_dim": OBS, "act_dim": ACT, "env_id": "Hopper-v5", "env_spec_json": None,
         "reward_transform": {"scale": 2.0, "shift": 0.5}, "ref_min_score": -20.0, "ref_max_score": 3234.3}
 
@@ -181,11 +183,11 @@ def test_bf16_mu_option_samples_in_bf16_and_keeps_the_choice_and_evaluation_in_f
 def test_actor_writes_exact_transitions(server, tmp_path):
     cfg = tiny_config()
     address = server()
-    WeightPublisher(address).publish(params_for(cfg, 1), version=1)
+    WeightPublisher(address, key=KEY).publish(params_for(cfg, 1), version=1)
     steps = []
     max_steps = 200          # not a multiple of envs_per_actor: the last batch is cut
     summary = run_actor(cfg, META, address, actor_id=1, seed=3, run_dir=tmp_path, max_env_steps=max_steps,
-                        on_step=steps.append, connect_timeout_s=10)
+                        on_step=steps.append, connect_timeout_s=10, key=KEY)
     assert summary["env_steps"] == max_steps
     written = {k: np.concatenate([s[k] for s in steps]) for k in steps[0] if k not in
                ("weights_version", "generator_state", "num_envs")}
@@ -193,7 +195,7 @@ def test_actor_writes_exact_transitions(server, tmp_path):
     assert written["action"].dtype == np.float32 and np.all(np.abs(written["action"]) <= 1.0)
 
     # What the learner samples is exactly what the actor wrote, row for row.
-    sampler = OnlineSampler(address, batch_size=32, rate_limiter_timeout_ms=5000)
+    sampler = OnlineSampler(address, batch_size=32, rate_limiter_timeout_ms=5000, key=KEY)
     expected = set(rows_of(written))
     assert len(expected) == max_steps
     seen = set()
@@ -236,11 +238,11 @@ def test_actor_writes_exact_transitions(server, tmp_path):
 def test_actor_switches_to_new_weights(server, threads, tmp_path):
     cfg = tiny_config()
     address = server()
-    publisher = WeightPublisher(address)
+    publisher = WeightPublisher(address, key=KEY)
     params_a, params_b = params_for(cfg, 1), params_for(cfg, 2)
     publisher.publish(params_a, version=1)
     steps = []
-    _, stop, result = threads(run_actor, cfg=cfg, meta=META, replay_address=address, actor_id=0, seed=5,
+    _, stop, result = threads(run_actor, cfg=cfg, meta=META, replay_address=address, actor_id=0, seed=5, key=KEY,
                               run_dir=tmp_path, on_step=steps.append, connect_timeout_s=10)
     wait_until(lambda: len(steps) >= 5 or "error" in result, 30, "the actor's first steps")
     publisher.publish(params_b, version=2)
@@ -276,9 +278,9 @@ def test_actor_stops_while_rate_limited(server, threads, tmp_path):
     """A learner that no longer samples must not keep actors from shutting down."""
     cfg = tiny_config()
     address = server(samples_per_insert=1, min_size_to_sample=1, error_buffer=2)
-    WeightPublisher(address).publish(params_for(cfg, 1), version=1)
+    WeightPublisher(address, key=KEY).publish(params_for(cfg, 1), version=1)
     steps = []
-    _, stop, result = threads(run_actor, cfg=cfg, meta=META, replay_address=address, actor_id=0, seed=0,
+    _, stop, result = threads(run_actor, cfg=cfg, meta=META, replay_address=address, actor_id=0, seed=0, key=KEY,
                               run_dir=tmp_path, on_step=steps.append, connect_timeout_s=10)
     # The limiter admits about error_buffer items without samples; the writer's periodic
     # flush then holds the actor.
@@ -302,17 +304,17 @@ def test_evaluator_rows(server, threads, tmp_path):
 
     cfg = tiny_config()
     address = server()
-    publisher = WeightPublisher(address)
+    publisher = WeightPublisher(address, key=KEY)
     publisher.publish(params_for(cfg, 1), version=1)
     path = tmp_path / "logs" / "evaluator.jsonl"
-    _, stop, result = threads(run_evaluator, cfg=cfg, meta=META, replay_address=address, seed=7,
+    _, stop, result = threads(run_evaluator, cfg=cfg, meta=META, replay_address=address, seed=7, key=KEY,
                               run_dir=tmp_path, connect_timeout_s=10, poll_interval_s=0.1)
     wait_until(lambda: len(read_jsonl(path)) >= 1 or "error" in result, 30, "the startup evaluation")
     startup = read_jsonl(path)[0]
     assert startup["env_steps"] == 0 and startup["weights_version"] == 1 and startup["trigger"] == "startup"
 
     # 40 environment steps from some actor: past eval_interval (30), so one more evaluation.
-    with TransitionWriter(address) as w:
+    with TransitionWriter(address, key=KEY) as w:
         rng = np.random.default_rng(0)
         w.add_batch(rng.standard_normal((40, OBS)), rng.uniform(-1, 1, (40, ACT)), rng.standard_normal(40),
                     rng.standard_normal((40, OBS)), np.ones(40))
@@ -336,9 +338,55 @@ def test_evaluator_rows(server, threads, tmp_path):
     assert rows[0]["return_mean"] == rows[1]["return_mean"]
 
 
+def test_actor_and_evaluator_take_only_the_learners_weights(server, threads, tmp_path):
+    """The issue's live attack: a stranger on the port publishes all-zero weights as version 10**12."""
+    from launch.evaluator import run_evaluator
+
+    cfg = tiny_config()
+    address = server()
+    learner = WeightPublisher(address, key=KEY)
+    learner.publish(params_for(cfg, 1), version=1)
+    steps, eval_path = [], tmp_path / "logs" / "evaluator.jsonl"
+    _, stop_actor, actor = threads(run_actor, cfg=cfg, meta=META, replay_address=address, actor_id=0, seed=5,
+                                   key=KEY, run_dir=tmp_path, on_step=steps.append, connect_timeout_s=10,
+                                   log=lambda m: None)
+    _, stop_eval, evaluator = threads(run_evaluator, cfg=cfg, meta=META, replay_address=address, seed=7, key=KEY,
+                                      run_dir=tmp_path, connect_timeout_s=10, poll_interval_s=0.1,
+                                      log=lambda m: None)
+    failed = lambda: "error" in actor or "error" in evaluator   # noqa: E731
+    wait_until(lambda: (len(steps) >= 5 and read_jsonl(eval_path)) or failed(), 60, "actor and evaluator to start")
+
+    zeros = {k: np.zeros_like(v) for k, v in params_for(cfg, 1).items()}
+    WeightPublisher(address, key=STRANGER_KEY).publish(zeros, version=10**12)
+    n_steps, n_evals = len(steps), len(read_jsonl(eval_path))
+    # the actor polls every weight_sync_interval (6) environment steps; each evaluation polls first
+    wait_until(lambda: (len(steps) >= n_steps + 20 and len(read_jsonl(eval_path)) >= n_evals + 2) or failed(),
+               60, "actor and evaluator to poll the forged weights")
+    assert not failed(), actor.get("error") or evaluator.get("error")
+    assert {s["weights_version"] for s in steps} == {1}
+    evals = read_jsonl(eval_path)
+    assert {r["weights_version"] for r in evals} == {1} and evals[-1]["weights_rejected"] >= 1
+
+    learner.publish(params_for(cfg, 2), version=2)      # the learner's next publication is still taken
+    wait_until(lambda: steps[-1]["weights_version"] == 2 or failed(), 30, "the actor to pick up version 2")
+    stop_actor.set()
+    stop_eval.set()
+    wait_until(lambda: all("value" in r or "error" in r for r in (actor, evaluator)), 60,
+               "actor and evaluator to stop")
+    assert not failed(), actor.get("error") or evaluator.get("error")
+    assert actor["value"]["weights_version"] == 2
+    assert [s["weights_version"] for s in steps] == sorted(s["weights_version"] for s in steps)
+    assert read_jsonl(tmp_path / "logs" / "actor_0.jsonl")[-1]["weights_rejected"] >= 1
+    evals = read_jsonl(eval_path)        # version 2 scored at the next interval or, on stop, finally
+    assert evals[-1]["weights_version"] == 2 and {r["weights_version"] for r in evals} == {1, 2}
+
+
 def _write_run_files(tmp_path, cfg):
     (tmp_path / "config.json").write_text(cfg.to_json())
     (tmp_path / "dataset_meta.json").write_text(json.dumps(META))
+    fd = os.open(tmp_path / "run_key", os.O_WRONLY | os.O_CREAT, 0o600)   # as launch.finetune writes it
+    os.write(fd, KEY.hex().encode())
+    os.close(fd)
     return str(tmp_path / "config.json")
 
 
@@ -358,7 +406,7 @@ def test_actor_program_unreachable_server(tmp_path):
 def test_actor_program_stops_on_sigterm(server, tmp_path):
     cfg = tiny_config()
     address = server()
-    WeightPublisher(address).publish(params_for(cfg, 1), version=1)
+    WeightPublisher(address, key=KEY).publish(params_for(cfg, 1), version=1)
     config_json = _write_run_files(tmp_path, cfg)
     proc = subprocess.Popen(
         [sys.executable, "-m", "launch.actor", f"--config_json={config_json}", f"--replay_address={address}",

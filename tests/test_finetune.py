@@ -12,6 +12,7 @@ import json
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -129,6 +130,9 @@ def test_multiprocess_run_survives_a_killed_actor_and_logs_the_curve(store, tmp_
     # the critic's calibration reaches the logs: on dataset transitions, and on the evaluator's choices
     learner_rows = [json.loads(line) for line in (run_dir / "logs" / "learner.jsonl").read_text().splitlines()]
     assert any("calibration/q_over_return" in r and "calibration/online_max_adv" in r for r in learner_rows)
+    # the run's key: owner-only, and every online row the learner sampled carried its tag
+    assert stat.S_IMODE((run_dir / "run_key").stat().st_mode) == 0o600
+    assert [r["replay/rejected"] for r in learner_rows if "replay/rejected" in r][-1] == 0
     eval_rows = [json.loads(line) for line in (run_dir / "logs" / "evaluator.jsonl").read_text().splitlines()]
     assert all("q_minus_return" in r for r in eval_rows)
     assert "normalised score after pretraining" in out and "updates per env step" in out
@@ -169,6 +173,7 @@ def test_interrupt_and_resume_continue_replay_and_counters(store, tmp_path, monk
         [line for line in (run_dir / "logs" / "learner.jsonl").read_text().splitlines() if "stopped" in line][-1]
     )["learner_step"]
     assert learner_ckpt_step >= 100
+    key = (run_dir / "run_key").read_text()
 
     total = env_steps_at_stop + 600
     with supervisor([*args, "--resume", f"--config.online.total_env_steps={total}"], store, tmp_path) as proc:
@@ -185,6 +190,10 @@ def test_interrupt_and_resume_continue_replay_and_counters(store, tmp_path, monk
     second = json.loads((run_dir / "summary.json").read_text())
     assert second["env_steps"] >= total and second["learner_steps"] > learner_ckpt_step
     assert second["wandb_run_id"] == first["wandb_run_id"]
+    # the same key: the restored transitions' tags still check out
+    assert (run_dir / "run_key").read_text() == key
+    learner_rows = [json.loads(line) for line in (run_dir / "logs" / "learner.jsonl").read_text().splitlines()]
+    assert [r["replay/rejected"] for r in learner_rows if "replay/rejected" in r][-1] == 0
     # the learner kept its replay server up after its stop checkpoints for the evaluator's last look
     assert "the replay server is gone" not in (run_dir / "logs" / "evaluator.out").read_text()
     assert not processes_of(run_dir)

@@ -4,6 +4,7 @@ Every test starts its own server on a portpicker port and stops it in a
 finalizer; loops are bounded so a broken rate limiter fails instead of hanging.
 """
 
+import json
 import multiprocessing as mp
 import os
 import subprocess
@@ -17,7 +18,8 @@ import pytest
 pytest.importorskip("reverb")
 
 from errors import ConfigError  # noqa: E402
-from replay import TRANSITION_FIELDS  # noqa: E402
+from replay import ONLINE_TABLE, TRANSITION_FIELDS, WEIGHTS_TABLE  # noqa: E402
+from replay.auth import TAG_FIELD, Rejections, TransitionSigner  # noqa: E402
 from replay.sampler import OnlineSampler, table_stats  # noqa: E402
 from replay.server import ReplaySpec, checkpoint, start_server  # noqa: E402
 from replay.weights import WeightPublisher, WeightSubscriber  # noqa: E402
@@ -27,6 +29,8 @@ OBS, ACT = 3, 2
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Large enough that reading a table back is never held by the rate limiter.
 UNLIMITED = 1e9
+KEY = bytes(range(32))   # the run's secret (replay/auth.py) in these tests
+STRANGER_KEY = bytes(range(1, 33))   # a key that is not the run's
 
 
 @pytest.fixture
@@ -66,7 +70,7 @@ def rows(batch):
 
 def read_all(address, n, batch_size=32, max_batches=400):
     """Sample until every one of the n items was seen (coupon collector, bounded)."""
-    sampler = OnlineSampler(address, batch_size, rate_limiter_timeout_ms=5000)
+    sampler = OnlineSampler(address, batch_size, rate_limiter_timeout_ms=5000, key=KEY)
     seen = set()
     for _ in range(max_batches):
         b = next(sampler)
@@ -112,7 +116,7 @@ def test_transitions_round_trip_exactly(make_server):
         OBS, ACT, max_size=1000, samples_per_insert=1, min_size_to_sample=1,
         error_buffer=UNLIMITED))
     data = transitions(200)
-    with TransitionWriter(address, flush_every=16) as w:
+    with TransitionWriter(address, flush_every=16, key=KEY) as w:
         for i in range(100):  # one at a time, as from a single env
             w.add(*(data[k][i] for k in TRANSITION_FIELDS))
         for s in range(100, 200, 25):  # vector-env batches
@@ -123,7 +127,7 @@ def test_transitions_round_trip_exactly(make_server):
 
 def test_writer_rejects_wrong_shapes_before_sending(make_server):
     _, address = make_server(ReplaySpec(OBS, ACT, max_size=10, min_size_to_sample=1))
-    with TransitionWriter(address) as w:
+    with TransitionWriter(address, key=KEY) as w:
         with pytest.raises(ValueError, match="obs_dim, act_dim"):
             w.add(np.zeros(OBS + 1), np.zeros(ACT), 0.0, np.zeros(OBS), 1.0)
         with pytest.raises(ValueError, match="same leading batch size"):
@@ -133,7 +137,7 @@ def test_writer_rejects_wrong_shapes_before_sending(make_server):
 
 
 def _write_share(address, data, lo, hi, counts, idx):
-    with TransitionWriter(address, flush_every=8) as w:
+    with TransitionWriter(address, flush_every=8, key=KEY) as w:
         for s in range(lo, hi, 10):
             w.add_batch(*(data[k][s:min(s + 10, hi)] for k in TRANSITION_FIELDS))
         counts[idx] = w.num_added
@@ -151,7 +155,7 @@ def test_rate_limiter_holds_samples_per_insert(make_server, n_writers):
 
     def consume():
         # The timeout ends the iteration once the writers stop feeding the table.
-        for _ in OnlineSampler(address, batch, rate_limiter_timeout_ms=1500):
+        for _ in OnlineSampler(address, batch, rate_limiter_timeout_ms=1500, key=KEY):
             consumed[0] += batch
 
     snapshots = []
@@ -194,12 +198,12 @@ def test_rate_limiter_holds_samples_per_insert(make_server, n_writers):
 
 def test_weights_newer_version_replaces_older(make_server):
     _, address = make_server(ReplaySpec(OBS, ACT, max_size=10, min_size_to_sample=1))
-    sub = WeightSubscriber(address)
+    sub = WeightSubscriber(address, key=KEY)
     t0 = time.monotonic()
     assert sub.poll() is None  # nothing published: must not block
     assert time.monotonic() - t0 < 5
 
-    pub = WeightPublisher(address)
+    pub = WeightPublisher(address, key=KEY)
     p1 = {"l1.weight": np.arange(6, dtype=np.float32).reshape(2, 3), "l1.bias": np.ones(2, np.float32),
           "scale": np.float32(3.0) * np.ones((), np.float32)}
     pub.publish(p1, version=1)
@@ -220,14 +224,101 @@ def test_weights_newer_version_replaces_older(make_server):
     pub.publish(p1, version=3)  # an older version (e.g. a restarted learner) is never returned
     assert sub.poll() is None and sub.version == 5
     # A fresh subscriber still gets the table's content.
-    assert WeightSubscriber(address).poll()[0] == 3
+    assert WeightSubscriber(address, key=KEY).poll()[0] == 3
+
+
+def _insert_raw(address, table, columns, refs):
+    """What anyone who reaches the port can do without the project's classes: insert any item."""
+    import reverb
+
+    with reverb.Client(address).trajectory_writer(num_keep_alive_refs=1) as w:
+        for step in columns:
+            w.append(step)
+            w.create_item(table, 1.0, refs(w.history))
+        w.flush()
+
+
+def _raw_weights(address):
+    """The columns of the item in the weights slot, as a stranger reads them."""
+    import reverb
+
+    sample = next(reverb.Client(address).sample(WEIGHTS_TABLE, num_samples=1, emit_timesteps=False))
+    return [np.asarray(c).reshape(np.shape(c)[1:]) for c in sample.data]
+
+
+def test_forged_weights_with_a_huge_version_are_ignored_and_later_real_ones_taken(make_server):
+    """The issue's attack: a stranger publishes all-zero weights as version 10**12."""
+    _, address = make_server(ReplaySpec(OBS, ACT, max_size=10, min_size_to_sample=1))
+    learner = WeightPublisher(address, key=KEY)
+    actor = WeightSubscriber(address, key=KEY, log=lambda m: None)
+    learner.publish({"w": np.full(3, 1.0, np.float32)}, version=1)
+    assert actor.poll()[0] == 1
+    genuine_v1 = _raw_weights(address)
+    zeros = np.zeros(3, np.float32)
+    attacks = {
+        "its own key": lambda: WeightPublisher(address, key=STRANGER_KEY).publish({"w": zeros}, version=10**12),
+        # the item layout before weights were tagged: [version, manifest, arrays...]
+        "no tag": lambda: _insert_raw(address, WEIGHTS_TABLE, [[
+            np.asarray(10**12, np.int64), np.frombuffer(json.dumps(["w"]).encode(), np.uint8), zeros]],
+            lambda h: [c[-1:] for c in h]),
+        # a genuine tag read from the port, on another version and other arrays
+        "a copied tag": lambda: _insert_raw(address, WEIGHTS_TABLE, [[
+            np.asarray(10**12, np.int64), genuine_v1[1], genuine_v1[2], zeros]], lambda h: [c[-1:] for c in h]),
+    }
+    for n, (what, attack) in enumerate(attacks.items(), start=1):
+        attack()
+        assert actor.poll() is None, what
+        assert actor.version == 1 and actor.rejected == n, what
+        assert WeightSubscriber(address, key=KEY, log=lambda m: None).poll() is None, what   # a new actor too
+    # The learner's next publication is taken: versions are compared among its own only.
+    learner.publish({"w": np.full(3, 2.0, np.float32)}, version=2)
+    version, params = actor.poll()
+    assert version == 2 and actor.rejected == 3
+    np.testing.assert_array_equal(params["w"], np.full(3, 2.0, np.float32))
+    # A genuine but older publication replayed by a stranger is authentic and simply not newer.
+    _insert_raw(address, WEIGHTS_TABLE, [genuine_v1], lambda h: [c[-1:] for c in h])
+    assert actor.poll() is None and actor.version == 2 and actor.rejected == 3
+
+
+def test_forged_or_tampered_transitions_are_rejected_counted_and_never_sampled(make_server):
+    _, address = make_server(ReplaySpec(OBS, ACT, max_size=1000, samples_per_insert=1, min_size_to_sample=1,
+                                        error_buffer=UNLIMITED))
+    real = transitions(60)
+    with TransitionWriter(address, key=KEY) as w:
+        w.add_batch(*(real[k] for k in TRANSITION_FIELDS))
+    with TransitionWriter(address, key=STRANGER_KEY) as w:          # a stranger's own key
+        forged = transitions(60, start=1000)
+        w.add_batch(*(forged[k] for k in TRANSITION_FIELDS))
+    # genuine tags (anyone can sample them from the port) on rows with a changed reward
+    tampered = {**real, "reward": real["reward"] + 100.0}
+    tags = TransitionSigner(KEY, TRANSITION_FIELDS).tags(real)
+    _insert_raw(address, ONLINE_TABLE,
+                [{**{k: np.asarray(tampered[k][i], np.float32) for k in TRANSITION_FIELDS}, TAG_FIELD: tags[i]}
+                 for i in range(60)],
+                lambda h: {k: h[k][-1] for k in (*TRANSITION_FIELDS, TAG_FIELD)})
+    assert table_stats(address)["current_size"] == 180
+
+    logs = []
+    rejected = Rejections("transitions", log=logs.append)
+    sampler = OnlineSampler(address, 16, rate_limiter_timeout_ms=5000, key=KEY, rejections=rejected)
+    seen = set()
+    for _ in range(300):
+        b = next(sampler)
+        assert all(b[k].shape[0] == 16 for k in TRANSITION_FIELDS)     # topped up to a full batch
+        assert rows(b) <= rows(real), "a forged or tampered row reached the learner"
+        seen |= rows(b)
+        if len(seen) == 60 and rejected.count >= 100:
+            break
+    assert seen == rows(real)
+    assert rejected.count >= 100                      # about 2 of every 3 sampled rows were not the run's
+    assert len(logs) == 1 and "rejected" in logs[0]   # logged, but not once per row
 
 
 def _remote_reader(address, n, out_path):
     """Runs in another process, so sampling goes through gRPC as it does for a real learner."""
     sys.path.insert(0, ROOT)
     seen = read_all(address, n)
-    res = WeightSubscriber(address).poll()
+    res = WeightSubscriber(address, key=KEY).poll()
     np.savez(out_path, rows=np.array(sorted(seen), dtype=object), version=res[0], w=res[1]["w"])
 
 
@@ -235,10 +326,10 @@ def test_other_process_reads_transitions_and_weights(make_server, tmp_path):
     _, address = make_server(ReplaySpec(
         OBS, ACT, max_size=1000, samples_per_insert=1, min_size_to_sample=1, error_buffer=UNLIMITED))
     data = transitions(100)
-    with TransitionWriter(address) as w:
+    with TransitionWriter(address, key=KEY) as w:
         w.add_batch(*(data[k] for k in TRANSITION_FIELDS))
     big = np.random.default_rng(0).standard_normal((1024, 1024)).astype(np.float32)  # 4 MB
-    WeightPublisher(address).publish({"w": big}, version=7)
+    WeightPublisher(address, key=KEY).publish({"w": big}, version=7)
 
     out = str(tmp_path / "remote.npz")
     proc = mp.get_context("spawn").Process(target=_remote_reader, args=(address, 100, out))
@@ -259,9 +350,9 @@ def test_checkpoint_restores_every_item(make_server, tmp_path):
                       error_buffer=UNLIMITED, checkpoint_dir=str(tmp_path / "ckpt"))
     server, address = make_server(spec)
     data = transitions(300)
-    with TransitionWriter(address) as w:
+    with TransitionWriter(address, key=KEY) as w:
         w.add_batch(*(data[k] for k in TRANSITION_FIELDS))
-    WeightPublisher(address).publish({"w": np.full(4, 2.0, np.float32)}, version=11)
+    WeightPublisher(address, key=KEY).publish({"w": np.full(4, 2.0, np.float32)}, version=11)
     path = checkpoint(address)
     assert path.startswith(spec.checkpoint_dir)
     server.stop()
@@ -270,7 +361,7 @@ def test_checkpoint_restores_every_item(make_server, tmp_path):
     assert address2 != address
     assert table_stats(address2)["current_size"] == 300
     assert read_all(address2, 300) == rows(data)
-    version, params = WeightSubscriber(address2).poll()
+    version, params = WeightSubscriber(address2, key=KEY).poll()
     assert version == 11
     np.testing.assert_array_equal(params["w"], np.full(4, 2.0, np.float32))
 
@@ -303,7 +394,7 @@ def test_writer_fails_clearly_when_server_dies(make_server):
     server, address = make_server(ReplaySpec(OBS, ACT, max_size=1000, samples_per_insert=1,
                                              min_size_to_sample=1, error_buffer=UNLIMITED))
     w = TransitionWriter(address, flush_every=4, connect_timeout_s=1, blocked_log_every_s=0.5,
-                         log=lambda m: None)
+                         log=lambda m: None, key=KEY)
     w.add(np.zeros(OBS), np.zeros(ACT), 0.0, np.zeros(OBS), 1.0)
     w.flush()
     server.stop()
@@ -321,7 +412,7 @@ def test_actor_waits_for_learner_and_close_can_give_up(make_server):
                                         min_size_to_sample=2, error_buffer=2))
     data = transitions(20)
     logs = []
-    w = TransitionWriter(address, flush_every=1, blocked_log_every_s=0.3, log=logs.append)
+    w = TransitionWriter(address, flush_every=1, blocked_log_every_s=0.3, log=logs.append, key=KEY)
     t = threading.Thread(target=lambda: w.add_batch(*(data[k] for k in TRANSITION_FIELDS)), daemon=True)
     t.start()
     time.sleep(1.5)
@@ -330,7 +421,7 @@ def test_actor_waits_for_learner_and_close_can_give_up(make_server):
 
     # The learner samples: the actor is released. Once the writer is done the
     # limiter stops the sampler too, which ends the iteration after 1 s.
-    for n, _ in enumerate(OnlineSampler(address, 2, rate_limiter_timeout_ms=1000)):
+    for n, _ in enumerate(OnlineSampler(address, 2, rate_limiter_timeout_ms=1000, key=KEY)):
         if not t.is_alive() or n > 200:
             break
     t.join(timeout=5)
@@ -339,7 +430,7 @@ def test_actor_waits_for_learner_and_close_can_give_up(make_server):
     assert table_stats(address)["inserts"] == 20
 
     # Learner gone quiet: close() with a timeout drops what the limiter holds back.
-    w2 = TransitionWriter(address, flush_every=1000, log=lambda m: None)
+    w2 = TransitionWriter(address, flush_every=1000, log=lambda m: None, key=KEY)
     w2.add_batch(*(data[k] for k in TRANSITION_FIELDS))
     t0 = time.monotonic()
     w2.close(timeout_s=1)
@@ -355,9 +446,10 @@ def test_online_feed_delivers_the_table_as_tensors_and_stops_when_held(make_serv
     spec = ReplaySpec(OBS, ACT, max_size=1000, samples_per_insert=2.0, min_size_to_sample=10, error_buffer=200)
     _, address = make_server(spec)
     data = transitions(60)
-    with TransitionWriter(address, flush_every=10) as w:
+    with TransitionWriter(address, flush_every=10, key=KEY) as w:
         w.add_batch(*(data[k] for k in TRANSITION_FIELDS))
-    feed = OnlineFeed(lambda: OnlineSampler(address, 4, num_workers_per_iterator=2, rate_limiter_timeout_ms=300),
+    feed = OnlineFeed(lambda: OnlineSampler(address, 4, num_workers_per_iterator=2, rate_limiter_timeout_ms=300,
+                                            key=KEY),
                       torch.device("cpu"), depth=2)
     seen, got = set(), 0
     try:
@@ -374,7 +466,7 @@ def test_online_feed_delivers_the_table_as_tensors_and_stops_when_held(make_serv
         assert seen <= rows(data) and got >= 65
         # held for longer than the sampler's timeout, the thread keeps rebuilding it instead of dying
         time.sleep(1.0)
-        with TransitionWriter(address, flush_every=10) as w:
+        with TransitionWriter(address, flush_every=10, key=KEY) as w:
             w.add_batch(*(v[:20] for v in transitions(20, start=100).values()))
         assert feed.get(timeout=5.0) is not None
     finally:
@@ -390,11 +482,11 @@ def test_online_feed_hands_a_sampling_error_to_the_learner(make_server):
 
     _, address = make_server(ReplaySpec(OBS, ACT, max_size=100, samples_per_insert=1, min_size_to_sample=1,
                                         error_buffer=UNLIMITED))
-    with TransitionWriter(address) as w:
+    with TransitionWriter(address, key=KEY) as w:
         w.add_batch(*(v for v in transitions(10).values()))
 
     def failing_after_two():   # a real sampler whose stream then breaks, as when a remote server dies
-        sampler = OnlineSampler(address, 2, rate_limiter_timeout_ms=300)
+        sampler = OnlineSampler(address, 2, rate_limiter_timeout_ms=300, key=KEY)
         yield next(sampler)
         yield next(sampler)
         raise RuntimeError("stream broken")
