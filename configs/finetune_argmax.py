@@ -7,4 +7,5 @@ def get_config():
     c.name = "finetune-argmax"
     c.online.exploration = "argmax"
     c.online.finetune_mu = False
+    c.online.eval_mode = "argmax"      # what it explores with is what is evaluated
     return c

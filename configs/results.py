@@ -7,6 +7,7 @@ everything else is shared, so the comparison is at equal compute.
 
     tiny    the smoke test (tests/test_results_smoke.py): 1 seed, ~100 learner steps, tiny networks
     small   what fits a 2-core CPU machine in about an hour (see `estimate_seconds`)
+    converged  30k steps on the -v1 datasets, where the critic has converged: several sittings on 2 cores
     medium  a GPU box: paper-size networks and batches, 10x more steps than `small`, 5 seeds
 
 How `small` was sized (2 CPU cores, one torch thread per process, a quiet machine; README
@@ -91,6 +92,17 @@ def get_config(budget: str = "small") -> ml_collections.ConfigDict:
         pre["extra"] = {"log_interval": 500, "checkpoint_interval": 1_000}
         ft["online"] = {"total_env_steps": 4_000, "min_replay_size": 1_000, "eval_interval": 1_000,
                         "eval_episodes": 5, "num_candidates": 16}
+    elif budget == "converged":
+        # The learning issue's study: a budget at which the critic has converged by the calibration
+        # diagnostic (Q on the data at 82-85 % of its discounted return-to-go after 30k steps, rising
+        # < 15 points per further 10k; docs/finetuning.md §2), on the D4RL-recipe datasets (-v1), 3
+        # seeds, with the BC row. ~7 h on 2 cores (estimate_seconds): it runs over several sittings,
+        # resumable, seed-major so that a stop leaves whole seeds.
+        c["datasets"] = ["local/hopper/medium-v1", "local/halfcheetah/medium-v1",
+                         "local/hopper/medium-replay-v1", "local/halfcheetah/medium-replay-v1"]
+        pre.update(steps=30_000, eval_interval=10_000, eval_episodes=5)
+        pre["extra"] = {"log_interval": 1_000, "checkpoint_interval": 5_000}
+        ft["online"] = {"num_candidates": 16}     # otherwise the default job's online settings
     elif budget == "medium":
         # A GPU box (learner on CUDA, actors on CPU): paper-size networks and batches (AlignIQL:
         # 512 / 512, μ 256x1024x3; configs/locomotion.py), 10% of the papers' critic steps, N = 64.
@@ -102,7 +114,7 @@ def get_config(budget: str = "small") -> ml_collections.ConfigDict:
         ft["online"] = {"total_env_steps": 100_000, "min_replay_size": 5_000, "eval_interval": 10_000,
                         "eval_episodes": 10, "num_candidates": 64, "num_actors": 4}
     else:
-        raise ValueError(f"unknown budget {budget!r}: choose tiny, small or medium")
+        raise ValueError(f"unknown budget {budget!r}: choose tiny, small, converged or medium")
     c["pretrain"], c["finetune"] = pre, ft
     return ml_collections.ConfigDict(c)
 

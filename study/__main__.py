@@ -39,7 +39,7 @@ from study.records import dataset_info
 from study.report import write_report
 from study.runner import Runner, machine_info
 
-_BUDGET = flags.DEFINE_enum("budget", "small", ["tiny", "small", "medium"], "Budget (configs/results.py).")
+_BUDGET = flags.DEFINE_enum("budget", "small", ["tiny", "small", "converged", "medium"], "Budget (configs/results.py).")
 _OUT_DIR = flags.DEFINE_string("out_dir", "docs", "Where results.md and figures/ are written.")
 _RUNS_DIR = flags.DEFINE_string("runs_dir", "runs/results", "Run directories go under <runs_dir>/<budget>/.")
 _DATASETS = flags.DEFINE_list("datasets", None, "Dataset ids (default: the budget's).")
@@ -49,6 +49,11 @@ _WANDB = flags.DEFINE_string("wandb_mode", "disabled", "wandb mode of every run 
 _MAX_PARALLEL = flags.DEFINE_integer("max_parallel", 0, "Pretraining runs at a time (0: the budget's).")
 _NOTE = flags.DEFINE_string("note", None, "A remark about this budget's runs (e.g. other load on the machine), kept in "
                             "<runs_dir>/<budget>/study.json and printed in results.md.")
+
+
+def units(c) -> list[tuple[int, str]]:
+    """(seed, dataset) in the order they run: seed-major, so that a stop leaves whole seeds."""
+    return [(int(seed), dataset) for seed in c.seeds for dataset in c.datasets]
 
 
 def main(argv):
@@ -83,18 +88,30 @@ def main(argv):
         t0 = time.time()
         invocation = {"start": t0, "budget": c.budget, "machine": machine_info(), "phases": []}
         try:
-            invocation["phases"].append(runner.run_all(pre_runs, c.max_parallel_pretrain, "pretraining"))
-            ready = [r for r in ft_runs if r.needs is not None and (r.needs.parent / "summary.json").exists()]
-            if len(ready) < len(ft_runs):
-                print(f"  {len(ft_runs) - len(ready)} finetuning runs wait for pretraining runs that did not finish",
-                      flush=True)
-            if not runner.stop:
-                invocation["phases"].append(runner.run_all(ready, 1, "finetuning"))
-            if not runner.stop:
-                finals = [r for r in final_eval_runs(c, pre_runs, ft_runs) if r.needs.exists()]
-                invocation["phases"].append(runner.run_all(finals, c.max_parallel_pretrain,
-                                                           f"final evaluation ({c.pretrain.final_eval_episodes} "
-                                                           f"episodes per checkpoint)"))
+            # Unit by unit (a seed's dataset: its pretraining runs, their finetuning runs, the final
+            # evaluations), so that a sitting that ends leaves whole units whose small result files
+            # (summary.json, final_eval.json, logs) are all a later sitting needs: checkpoints are not kept.
+            for seed, dataset in units(c):
+                pre_u = [r for r in pre_runs if (r.seed, r.dataset) == (seed, dataset)]
+                ft_u = [r for r in ft_runs if (r.seed, r.dataset) == (seed, dataset)]
+                finals_u = final_eval_runs(c, pre_u, ft_u)
+                if all(r.done() for r in (*pre_u, *ft_u, *finals_u)):
+                    continue
+                tag = f"seed {seed}, {dataset}"
+                invocation["phases"].append(runner.run_all(pre_u, c.max_parallel_pretrain, f"pretraining ({tag})"))
+                ready = [r for r in ft_u if r.needs is not None and (r.needs.parent / "summary.json").exists()]
+                if len(ready) < len(ft_u):
+                    print(f"  {len(ft_u) - len(ready)} finetuning runs wait for pretraining runs that did not finish",
+                          flush=True)
+                if not runner.stop:
+                    invocation["phases"].append(runner.run_all(ready, 1, f"finetuning ({tag})"))
+                if not runner.stop:
+                    finals = [r for r in finals_u if r.needs.exists()]
+                    invocation["phases"].append(runner.run_all(finals, c.max_parallel_pretrain,
+                                                               f"final evaluation ({tag}, {c.pretrain.final_eval_episodes} "
+                                                               f"episodes per checkpoint)"))
+                if runner.stop:
+                    break
         finally:
             for s, h in old.items():
                 signal.signal(s, h)

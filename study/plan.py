@@ -157,7 +157,7 @@ def final_eval_runs(c, pre_runs: list[Run], ft_runs: list[Run]) -> list[Run]:
     for r in ft_runs:
         args = ["study.evaluate", f"--checkpoint={r.run_dir / 'learner_checkpoint.pt'}",
                 f"--config_json={r.run_dir / 'config.json'}", f"--out={r.run_dir / 'final_eval.json'}",
-                f"--episodes={k}", "--modes=argmax", f"--num_candidates={online_n}"]
+                f"--episodes={k}", "--modes=argmax,implicit", f"--num_candidates={online_n}"]
         runs.append(Run("final", r.method, r.dataset, r.seed, r.recipe, r.run_dir, args,
                         r.log.with_name(r.log.stem + ".final.log"), needs=r.run_dir / "summary.json", episodes=k,
                         num_candidates=(online_n,)))

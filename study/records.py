@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from configs import results as budgets
-from study.plan import Run, final_eval, final_result
+from study.plan import Run, final_eval, final_result, load_config_file
 
 
 def dataset_info(datasets: list[str], root: Path) -> dict:
@@ -106,9 +106,16 @@ def bc_records(runs: list[Run], episodes: int) -> dict:
     return out
 
 
+def recipe_eval_mode(recipe: str) -> str:
+    """The policy a finetuning recipe evaluates (its config file's online.eval_mode)."""
+    if recipe not in budgets.RECIPES:
+        return "argmax"
+    return str(load_config_file(budgets.RECIPES[recipe][1]).online.eval_mode)
+
+
 def online_records(runs: list[Run], pre_runs: list[Run], episodes: int, num_candidates: int) -> dict:
     """(dataset, method, recipe) -> one record per seed: the evaluator's rows ("evals", "first", "last") and
-    the headline start / end: final evaluations (same seeds, argmax at N = `num_candidates`) of the pretrained
+    the headline start / end: final evaluations (same seeds, the recipe's evaluation policy at N = `num_candidates`) of the pretrained
     and the finetuned checkpoint when both exist, else the evaluator's first and last rows."""
     pre_by = {(r.dataset, r.method, r.seed): r for r in pre_runs}
     out: dict = {}
@@ -120,9 +127,12 @@ def online_records(runs: list[Run], pre_runs: list[Run], episodes: int, num_cand
         rec = {"seed": run.seed, "evals": evals, "first": evals[0], "last": evals[-1],
                "env_steps": s.get("env_steps"), "wall_s": s.get("wall_time_s"),
                "updates_per_env_step": s.get("updates_per_env_step_after_warmup"), "stopped": s.get("stopped")}
-        end = final_result(final_eval(run.run_dir, episodes), "argmax", num_candidates)
+        # Each recipe is judged by the policy it explores and evaluates with (its config's online.eval_mode):
+        # the implicit recipe's lift is that of the implicit policy, not of an argmax it never runs.
+        mode = recipe_eval_mode(run.recipe)
+        end = final_result(final_eval(run.run_dir, episodes), mode, num_candidates)
         pre = pre_by.get((run.dataset, run.method, run.seed))
-        start = final_result(final_eval(pre.run_dir, episodes), "argmax", num_candidates) if pre else None
+        start = final_result(final_eval(pre.run_dir, episodes), mode, num_candidates) if pre else None
         if end and start:
             rec |= {"final": True, "start": start, "end": end}
         else:
