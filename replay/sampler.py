@@ -19,6 +19,7 @@ import numpy as np
 
 from replay.auth import TAG_FIELD, Rejections, TransitionSigner
 from replay.server import ONLINE_TABLE, TRANSITION_FIELDS
+from replay.tf_devices import import_reverb
 from replay.writer import connect_with_retry
 
 logger = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ class OnlineSampler:
                  prefetch: int = 4, max_in_flight_samples_per_worker: Optional[int] = None,
                  num_workers_per_iterator: int = -1, rate_limiter_timeout_ms: int = -1,
                  connect_timeout_s: float = 60.0, *, key: bytes, rejections: Optional[Rejections] = None):
-        import reverb
+        reverb = import_reverb()     # its tf.data pipeline never takes the GPU: replay/tf_devices.py
 
         self._signer = TransitionSigner(key, TRANSITION_FIELDS)
         self.rejections = rejections if rejections is not None else Rejections("transitions")
@@ -103,7 +104,7 @@ def table_stats(client_or_address, table: str = ONLINE_TABLE, timeout_s: int = 1
     `waiting_for_sampling_ms`: actors wait for the learner). `num_episodes` counts writer episodes, which the
     transition writer never ends, so it is not the number of env episodes.
     """
-    import reverb
+    reverb = import_reverb()
 
     client = reverb.Client(client_or_address) if isinstance(client_or_address, str) \
         else client_or_address

@@ -43,3 +43,19 @@ def test_hosting_the_replay_hides_the_gpus_from_tensorflow(gpu_hiding_calls, tmp
         assert tf.config.get_visible_devices("GPU") == []
     finally:
         host.stop(final_checkpoint=False)
+
+
+def test_sampling_the_replay_hides_the_gpus_from_tensorflow_before_its_first_operation(gpu_hiding_calls, monkeypatch):
+    """The learner's sampler runs TensorFlow's only operations (a tf.data pipeline), whoever started the server."""
+    from replay import tf_devices
+    from replay.sampler import OnlineSampler
+    from replay.server import ReplaySpec, start_server
+
+    server, address = start_server(ReplaySpec(obs_dim=3, act_dim=2, max_size=100, min_size_to_sample=1))
+    gpu_hiding_calls.clear()
+    monkeypatch.setattr(tf_devices, "_hidden", False)    # as in a process that only connects to the server
+    try:
+        OnlineSampler(address, 4, rate_limiter_timeout_ms=100, key=bytes(range(32)))
+        assert gpu_hiding_calls == [([], "GPU")]
+    finally:
+        server.stop()
