@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import sys
 
-from absl import app, flags
+from absl import flags
+
+from launch import cli
 
 FLAGS = flags.FLAGS
 
@@ -57,4 +59,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    cli.run(main)

@@ -27,7 +27,9 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 import numpy as np
-from absl import app, flags
+from absl import flags
+
+from launch import cli
 
 FLAGS = flags.FLAGS
 
@@ -203,4 +205,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    cli.run(main)

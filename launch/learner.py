@@ -22,7 +22,6 @@ launch.finetune) tags every publication and checks every online transition
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import signal
 import sys
@@ -30,9 +29,10 @@ import threading
 import time
 from pathlib import Path
 
-from absl import app, flags
+from absl import flags
 
 from errors import UserFacingError
+from launch import cli
 
 _CONFIG_JSON = flags.DEFINE_string("config_json", None, "Run config written by launch.finetune.", required=True)
 _REPLAY_ADDRESS = flags.DEFINE_string("replay_address", None, "HOST:PORT of the replay server (without --host_replay).")
@@ -142,7 +142,7 @@ def _serve_until_released(release: threading.Event, timeout_s: float, parent_pid
 
 def main(argv):
     del argv
-    import ml_collections
+    from actor.actor_loop import load_config_json
 
     stop, release = threading.Event(), threading.Event()
 
@@ -155,7 +155,7 @@ def main(argv):
     try:
         from replay.auth import key_path_beside, load_key
 
-        cfg = ml_collections.ConfigDict(json.loads(Path(_CONFIG_JSON.value).read_text()))
+        cfg = load_config_json(_CONFIG_JSON.value)          # a one-line error if missing or not JSON
         key = load_key(_KEY_FILE.value or key_path_beside(_CONFIG_JSON.value))
         steps = run(cfg, _REPLAY_ADDRESS.value, Path(_RUN_DIR.value), _PRETRAINED.value, _RESUME.value, stop,
                     host=host, release_event=release, stopped_file=_STOPPED_FILE.value, key=key)
@@ -166,4 +166,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -15,10 +15,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 WITH_CONFIG_FILE = ["launch.pretrain"]
-OTHERS = ["launch.dataset_stats", "launch.make_dataset", "launch.replay_server", "study", "study.evaluate",
-          "study.ranking"]
+OTHERS = ["launch.actor", "launch.dataset_stats", "launch.evaluator", "launch.learner", "launch.make_dataset",
+          "launch.replay_server", "study", "study.evaluate", "study.ranking"]
 # programs that read a run's config.json, with the other flags they require
-WITH_CONFIG_JSON = {"launch.replay_server": ["--obs_dim=3", "--act_dim=2"],
+WITH_CONFIG_JSON = {"launch.learner": ["--run_dir=/nonexistent", "--replay_address=localhost:1"],
+                    "launch.replay_server": ["--obs_dim=3", "--act_dim=2"],
                     "launch.actor": ["--replay_address=localhost:1"],
                     "launch.evaluator": ["--replay_address=localhost:1"]}
 
