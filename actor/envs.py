@@ -2,8 +2,10 @@
 
 The policy is trained on the dataset's flattened observations, so the env
 must be the one the data came from (the stored gymnasium spec pins kwargs
-and time limit) and must flatten dict observations exactly as the loader
-does (both use ``gymnasium.spaces.flatten`` order). The references never
+and time limit; for Minari datasets the evaluation spec, e.g. AntMaze's
+fixed-goal map) and must flatten dict observations exactly as the loader
+does: ``FlatObservation`` calls the loader's own code (``data/goals.py``,
+which documents the order: achieved_goal, desired_goal, observation). The references never
 seeded their environments; here every env is seeded from the run seed, and
 collection and evaluation are expected to use separate envs (separate calls).
 """
@@ -14,12 +16,27 @@ from typing import Union
 
 import gymnasium as gym
 from gymnasium.envs.registration import EnvSpec
+import numpy as np
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 from data.dataset import OfflineDataset, make_raw_env, needs_flattening
+from data.goals import flatten_one
 from errors import ConfigError
 
 EnvSource = Union[OfflineDataset, str, EnvSpec]
+
+
+class FlatObservation(gym.ObservationWrapper):
+    """Dict observations -> the flat float32 vector of the dataset (same function as the loader)."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self._dict_space = env.observation_space
+        dim = int(gym.spaces.flatdim(self._dict_space))
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (dim,), np.float32)
+
+    def observation(self, observation):
+        return flatten_one(self._dict_space, observation)
 
 
 class SeedOnFirstReset(gym.Wrapper):
@@ -64,7 +81,7 @@ def make_env(source: EnvSource, seed: int, **make_kwargs) -> gym.Env:
     env_id, spec_json = _resolve(source)
     env = make_raw_env(env_id, spec_json, **make_kwargs)
     if needs_flattening(env.observation_space):
-        env = gym.wrappers.FlattenObservation(env)
+        env = FlatObservation(env)
     env.action_space.seed(int(seed))
     env.observation_space.seed(int(seed))
     return SeedOnFirstReset(env, int(seed))
@@ -98,4 +115,4 @@ def make_vector_env(
     return venv
 
 
-__all__ = ["EnvSource", "SeedOnFirstReset", "make_env", "make_vector_env"]
+__all__ = ["EnvSource", "FlatObservation", "SeedOnFirstReset", "make_env", "make_vector_env"]

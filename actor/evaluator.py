@@ -4,6 +4,11 @@ Episodes get their own environments seeded seed, seed+1, ... (never the
 training or exploration environments), and the policy's randomness comes from
 a private generator, so evaluating never perturbs the training RNG stream and
 the same checkpoint always gets the same score.
+
+Goal-reaching tasks (environments that report ``info["success"]``) also get
+their success rate: the fraction of episodes with a successful step
+(``data/goals.py``); for AntMaze the normalised score is that rate in %, as
+D4RL defines it (``score_by_success``).
 """
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from data.goals import step_success
 from data.returns import returns_to_go
 
 
@@ -30,6 +36,7 @@ class EvalResult:
     q_chosen: float | None = None
     mc_return: float | None = None
     calibration_steps: int = 0
+    successes: np.ndarray | None = None   # per episode: some step reported success (None: env reports none)
 
     def summary(self) -> dict[str, float]:
         out = {"return_mean": float(self.returns.mean()), "return_std": float(self.returns.std()),
@@ -37,6 +44,8 @@ class EvalResult:
                "q_mean": self.q, "v_mean": self.v}
         if self.normalized is not None:
             out |= {"score_mean": float(self.normalized.mean()), "score_std": float(self.normalized.std())}
+        if self.successes is not None:
+            out["success_rate"] = float(self.successes.mean())
         if self.calibration_steps:
             # > 0: the critic promises more than the chosen actions deliver (over-estimation it acts on)
             out |= {"q_chosen_mean": self.q_chosen, "mc_return_mean": self.mc_return,
@@ -47,8 +56,11 @@ class EvalResult:
 def evaluate(policy, env_fn: Callable[[int], "object"], num_episodes: int, seed: int, device: torch.device,
              max_episode_steps: int = 0, normalize: Callable[[np.ndarray], np.ndarray] | None = None,
              reward_transform: Callable[[np.ndarray], np.ndarray] | None = None,
-             discount: float | None = None) -> EvalResult:
+             discount: float | None = None, score_by_success: bool = False) -> EvalResult:
     """Run `num_episodes` episodes of `policy` (anything with `.act(obs_tensor, generator)`).
+
+    `score_by_success` (AntMaze): the normalised score is 100 x success per episode instead of
+    `normalize(returns)`; it needs an environment that reports `info["success"]`.
 
     With `reward_transform` (the learner's reward scaling) and `discount`, also compare the critic's
     Q of every action taken with the discounted return that followed it (`EvalResult.q_chosen`,
@@ -67,6 +79,8 @@ def evaluate(policy, env_fn: Callable[[int], "object"], num_episodes: int, seed:
     chosen_q: list[list[float]] = [[] for _ in range(num_episodes)]
     rewards: list[list[float]] = [[] for _ in range(num_episodes)]
     ended_by_termination = np.zeros(num_episodes, dtype=bool)
+    succeeded = np.zeros(num_episodes, dtype=bool)
+    reports_success = False
     try:
         while active.any():
             ids = np.flatnonzero(active)
@@ -78,7 +92,11 @@ def evaluate(policy, env_fn: Callable[[int], "object"], num_episodes: int, seed:
             visited += len(ids)
             q_taken = stats["q_chosen"].float().cpu().numpy() if calibrate else None
             for k, i in enumerate(ids):
-                next_obs, reward, terminated, truncated, _ = envs[i].step(actions[k])
+                next_obs, reward, terminated, truncated, info = envs[i].step(actions[k])
+                success = step_success(info)
+                if success is not None:
+                    reports_success = True
+                    succeeded[i] |= success
                 returns[i] += reward
                 lengths[i] += 1
                 obs[i] = next_obs
@@ -91,8 +109,15 @@ def evaluate(policy, env_fn: Callable[[int], "object"], num_episodes: int, seed:
     finally:
         for env in envs:
             env.close()
+    successes = succeeded.astype(np.float64) if reports_success else None
+    if score_by_success:
+        if successes is None:
+            raise ValueError("score_by_success needs an environment that reports info['success'].")
+        normalized = 100.0 * successes
+    else:
+        normalized = normalize(returns) if normalize else None
     result = EvalResult(returns=returns, lengths=lengths, gap=gap_sum / visited, q=q_sum / visited,
-                        v=v_sum / visited, normalized=normalize(returns) if normalize else None)
+                        v=v_sum / visited, normalized=normalized, successes=successes)
     if calibrate:
         qs, gs = [], []
         for i in range(num_episodes):

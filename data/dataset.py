@@ -18,28 +18,32 @@ from dataclasses import dataclass, field
 import gymnasium as gym
 import numpy as np
 
+from data.goals import flatten_batch, flatten_one  # noqa: F401  (one flattening for data and envs)
 from errors import DatasetError
 
 # The diffusion sampler clips to [-1, 1]; keeping data strictly inside avoids
 # atanh-style blow-ups and matches the references (ALGORITHM.md "Data").
 ACTION_CLIP = 1.0 - 1e-5
 
-DOMAINS = ("locomotion", "antmaze", "adroit")
+DOMAINS = ("locomotion", "antmaze", "pointmaze", "adroit")
 _ADROIT_TASKS = ("pen", "door", "hammer", "relocate")
 
 
 def infer_domain(env_id: str | None, name: str | None = None) -> str:
     """Domain decides reward preprocessing and defaults (e.g. expectile tau).
 
-    Dataset ids (``D4RL/antmaze/umaze-v1``, ``D4RL/pen/human-v2``) and
-    gymnasium-robotics env ids (``AntMaze_UMaze-v4``, ``AdroitHandPen-v1``)
-    both name the task, so either is enough. Anything else is treated as
-    locomotion, whose reward scaling is the generic return-range one.
+    Dataset ids (``D4RL/antmaze/umaze-v1``, ``D4RL/pointmaze/umaze-v2``,
+    ``D4RL/pen/human-v2``) and gymnasium-robotics env ids (``AntMaze_UMaze-v4``,
+    ``PointMaze_UMaze-v3``, ``AdroitHandPen-v1``) both name the task, so either
+    is enough. Anything else is treated as locomotion, whose reward scaling is
+    the generic return-range one.
     """
     text = f"{name or ''} {env_id or ''}".lower()
     tokens = set(re.split(r"[/_\-\s.]+", text))
     if "antmaze" in text:
         return "antmaze"
+    if "pointmaze" in text:
+        return "pointmaze"
     if "adroit" in text or tokens.intersection(_ADROIT_TASKS):
         return "adroit"
     return "locomotion"
@@ -175,10 +179,9 @@ class OfflineDataset:
 
 
 # ---------------------------------------------------------------------------
-# Environment rebuilding and observation flattening. They live in data/ (not
-# actor/) because the loader must flatten dict observations exactly like the
-# environment wrapper does and validation must build the env to compare
-# spaces; actor/envs.py reuses these.
+# Environment rebuilding. It lives in data/ (not actor/) because validation
+# must build the env to compare spaces; actor/envs.py reuses it. Flattening of
+# dict observations (one order for data and envs) is in data/goals.py.
 # ---------------------------------------------------------------------------
 
 def parse_env_spec_json(spec_json: str) -> gym.envs.registration.EnvSpec:
@@ -213,12 +216,13 @@ def make_raw_env(env_id: str, env_spec_json: str | None = None, **kwargs) -> gym
     was collected with (e.g. AntMaze maze layout, Adroit variants).
     """
     target = parse_env_spec_json(env_spec_json) if env_spec_json else env_id
+    register_robotics_envs(target)
     try:
         return gym.make(target, **kwargs)
     except Exception as e:  # noqa: BLE001 - report any construction failure plainly
         hint = ""
-        if infer_domain(env_id) in ("antmaze", "adroit") or "gymnasium_robotics" in str(e):
-            hint = " AntMaze and Adroit environments need `pip install gymnasium-robotics`."
+        if infer_domain(env_id) in ("antmaze", "pointmaze", "adroit") or "gymnasium_robotics" in str(e):
+            hint = " AntMaze, PointMaze and Adroit environments need `pip install gymnasium-robotics`."
         elif "mujoco" in str(e).lower():
             hint = " MuJoCo environments need `pip install gymnasium[mujoco]`."
         raise DatasetError(
@@ -227,38 +231,28 @@ def make_raw_env(env_id: str, env_spec_json: str | None = None, **kwargs) -> gym
         ) from None
 
 
+def register_robotics_envs(target) -> None:
+    """AntMaze, PointMaze and Adroit ids exist only once gymnasium-robotics registered them.
+
+    gymnasium 1.x no longer loads plugins by itself, and importing the package
+    costs ~0.3 s, so it is imported only for an id gymnasium does not know or a
+    spec whose entry point lives there.
+    """
+    if isinstance(target, str):
+        known, robotics = target in gym.registry, False
+    else:
+        known, robotics = True, str(target.entry_point).startswith("gymnasium_robotics")
+    if known and not robotics:
+        return
+    try:
+        import gymnasium_robotics
+    except ImportError:
+        return  # make_raw_env then reports the missing package
+    gym.register_envs(gymnasium_robotics)
+
+
 def needs_flattening(space: gym.Space) -> bool:
     """Dict/Tuple observations (AntMaze) must become one flat vector."""
     return not (isinstance(space, gym.spaces.Box) and len(space.shape) == 1)
 
 
-def flatten_batch(space: gym.Space, x) -> np.ndarray:
-    """Flatten a batch [T, ...] exactly as ``gymnasium.spaces.flatten`` would per item.
-
-    Calling ``spaces.flatten`` once per step is far too slow for million-step
-    datasets, so the common spaces are vectorised here; the order of Dict
-    keys is the space's own order, which is what ``flatten`` (and so the
-    ``FlattenObservation`` wrapper used online) uses. Tested for equality.
-    """
-    S = gym.spaces
-    if isinstance(space, S.Box):
-        a = np.asarray(x)
-        return a.reshape(a.shape[0], -1).astype(np.float32)
-    if isinstance(space, S.Dict):
-        parts = [flatten_batch(sub, x[key]) for key, sub in space.spaces.items()]
-        return np.concatenate(parts, axis=1)
-    if isinstance(space, S.Tuple):
-        parts = [flatten_batch(sub, x[i]) for i, sub in enumerate(space.spaces)]
-        return np.concatenate(parts, axis=1)
-    if isinstance(space, S.Discrete):
-        a = np.asarray(x).reshape(-1).astype(np.int64) - int(space.start)
-        out = np.zeros((a.shape[0], int(space.n)), dtype=np.float32)
-        out[np.arange(a.shape[0]), a] = 1.0
-        return out
-    if isinstance(space, S.MultiBinary):
-        a = np.asarray(x)
-        return a.reshape(a.shape[0], -1).astype(np.float32)
-    raise DatasetError(
-        f"Observation/action space {space} is not supported (only Box, Dict, Tuple, Discrete "
-        "and MultiBinary can be flattened into the flat float vectors the learner uses)."
-    )

@@ -9,6 +9,12 @@ with the run (``to_dict``) and handed to actors (``from_dict``).
 Recipes (IDQL appendix D.1, AlignIQL appendix D.1; ALGORITHM.md "Data"):
 locomotion r <- 1000 r / (R_max - R_min) over the dataset's episode returns;
 AntMaze r <- r - 1 (offline and online); Adroit unchanged.
+
+PointMaze (D4RL maze2d) has no recipe in either paper (IQL and IDQL evaluate
+AntMaze, not maze2d). It is the same kind of task, sparse goal reaching with
+no terminal states, so it takes AntMaze's r - 1: the locomotion scale would
+divide by the spread of episode returns, which for success-cut episodes is
+about 1 (0 or 1 per episode) and would multiply rewards by 1000.
 """
 
 from __future__ import annotations
@@ -53,7 +59,7 @@ def reward_transform_for(dataset: "OfflineDataset") -> RewardTransform:
     complete episodes) has no defined scale: that is reported rather than
     silently dividing by zero.
     """
-    if dataset.domain == "antmaze":
+    if dataset.domain in ("antmaze", "pointmaze"):
         return RewardTransform(1.0, -1.0)
     if dataset.domain == "adroit":
         return RewardTransform(1.0, 0.0)

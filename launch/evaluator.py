@@ -55,6 +55,13 @@ def score_normalizer(meta: Mapping[str, Any]):
     return lambda returns: 100.0 * (np.asarray(returns, dtype=np.float64) - lo) / (hi - lo)
 
 
+def meta_domain(meta: Mapping[str, Any]) -> str:
+    """The dataset's domain from dataset_meta.json (its env id and dataset name, as the loader infers it)."""
+    from data.dataset import infer_domain
+
+    return infer_domain(meta.get("env_id"), meta.get("dataset"))
+
+
 def run_evaluator(cfg, meta: Mapping[str, Any], replay_address: str, seed: int, run_dir,
                   stop_event: Optional[threading.Event] = None, *, key: bytes, connect_timeout_s: float = 60.0,
                   poll_interval_s: float = 2.0, log=None) -> list[dict]:
@@ -67,6 +74,7 @@ def run_evaluator(cfg, meta: Mapping[str, Any], replay_address: str, seed: int, 
                                   default_log, env_source, load_weights, stop_aware_log, wait_for_first_weights)
     from actor.envs import make_env
     from actor.evaluator import evaluate
+    from data.goals import scores_by_success
     from data.rewards import RewardTransform
     from networks.factory import build_acting_modules, make_policy, natural_weighting
     from replay import ONLINE_TABLE, WEIGHTS_TABLE
@@ -79,7 +87,8 @@ def run_evaluator(cfg, meta: Mapping[str, Any], replay_address: str, seed: int, 
     o = cfg.online
     interval = max(1, int(o.eval_interval))
     source = env_source(meta)
-    normalize = score_normalizer(meta)
+    by_success = scores_by_success(meta_domain(meta))   # AntMaze: score = success rate in % (data/goals.py)
+    normalize = None if by_success else score_normalizer(meta)
     reward_transform = RewardTransform.from_dict(meta["reward_transform"])
     eval_seed = int(seed) + EVAL_SEED_OFFSET
     device = torch.device("cpu")
@@ -103,13 +112,15 @@ def run_evaluator(cfg, meta: Mapping[str, Any], replay_address: str, seed: int, 
         t0 = time.monotonic()
         result = evaluate(policy, env_fn, int(o.eval_episodes), seed=eval_seed, device=device,
                           max_episode_steps=int(cfg.eval.max_episode_steps), normalize=normalize,
-                          reward_transform=reward_transform, discount=float(cfg.discount))
+                          reward_transform=reward_transform, discount=float(cfg.discount),
+                          score_by_success=by_success)
         s = result.summary()
         row = {"role": "evaluator", "time": time.time(), "env_steps": int(env_steps),
                "weights_version": state["version"],
                "weights_rejected": state["subscriber"].rejected if state["subscriber"] else 0,
                "return_mean": s["return_mean"], "return_std": s["return_std"],
                "score_mean": s.get("score_mean"), "score_std": s.get("score_std"),
+               "success_rate": s.get("success_rate"),
                "alignment_gap": s["alignment_gap"], "length_mean": s["length_mean"],
                "q_mean": s["q_mean"], "v_mean": s["v_mean"], "mode": o.eval_mode,
                # the critic's error on the actions taken: Q(s, a) − the discounted return that followed
@@ -122,6 +133,8 @@ def run_evaluator(cfg, meta: Mapping[str, Any], replay_address: str, seed: int, 
         rows.append(row)
         state["evaluated"] = state["version"]
         score = f"score {row['score_mean']:.1f} ± {row['score_std']:.1f}, " if row["score_mean"] is not None else ""
+        if row["success_rate"] is not None:
+            score += f"success {100 * row['success_rate']:.1f} %, "
         log(f"[{trigger}] env steps {env_steps}, weights v{state['version']}: {score}"
             f"return {row['return_mean']:.1f} ± {row['return_std']:.1f}, "
             f"alignment gap {row['alignment_gap']:+.3f}"

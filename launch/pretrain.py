@@ -65,9 +65,11 @@ def evaluate_all(learner, cfg, dataset, env_fn, device, step: int, reward_transf
     """One evaluation per (mode, N): raw return, normalised score, alignment gap and, given the
     reward transform, the critic's calibration on the actions taken (Q − the return that followed)."""
     from actor.evaluator import evaluate
+    from data.goals import scores_by_success
 
     learner.train(False)
     out: dict[str, float] = {}
+    by_success = scores_by_success(dataset.domain)      # AntMaze: score = success rate in % (data/goals.py)
     has_ref = dataset.ref_min_score is not None and dataset.ref_max_score is not None
     combos = [("gaussian", 1)] if cfg.algorithm == "iql" else [
         (mode, int(n)) for mode in cfg.eval.modes for n in cfg.eval.num_candidates]
@@ -76,8 +78,9 @@ def evaluate_all(learner, cfg, dataset, env_fn, device, step: int, reward_transf
             if mode != "gaussian" else learner.acting_policy()
         result = evaluate(policy, env_fn, cfg.eval.episodes, seed=cfg.seed + cfg.eval.seed_offset,
                           device=device, max_episode_steps=cfg.eval.max_episode_steps,
-                          normalize=dataset.normalized_score if has_ref else None,
-                          reward_transform=reward_transform, discount=cfg.discount if reward_transform else None)
+                          normalize=dataset.normalized_score if has_ref and not by_success else None,
+                          reward_transform=reward_transform, discount=cfg.discount if reward_transform else None,
+                          score_by_success=by_success)
         tag = f"eval/{mode}_N{n}" if mode != "gaussian" else "eval/gaussian"
         for key, value in result.summary().items():
             out[f"{tag}/{key}"] = value
@@ -90,6 +93,8 @@ def print_eval(metrics: dict[str, float], step: int) -> None:
     for tag in tags:
         score = metrics.get(f"{tag}/score_mean")
         score_txt = f"score {score:6.1f} ± {metrics[f'{tag}/score_std']:5.1f} | " if score is not None else ""
+        success = metrics.get(f"{tag}/success_rate")
+        score_txt += f"success {100 * success:5.1f} % | " if success is not None else ""
         print(f"  [eval @ {step}] {tag.removeprefix('eval/'):>14}: {score_txt}"
               f"return {metrics[f'{tag}/return_mean']:8.1f} ± {metrics[f'{tag}/return_std']:6.1f} | "
               f"alignment gap E_π[Q]−V {metrics[f'{tag}/alignment_gap']:+.3f}"
