@@ -429,7 +429,8 @@ def ensure_default_dataset(dataset_id: str = EMBEDDED_DEFAULT, log: Log | None =
     The platform must run out of the box without downloads, so its default
     dataset (``EMBEDDED_DEFAULT``, 100k transitions, well under a minute) and
     the other ids of ``DEFAULT_DATASETS`` (``local/{hopper,halfcheetah}/
-    {medium,medium-replay}-v0`` mean-plus-noise, ``-v1`` stochastic actor) are
+    {medium,medium-replay}-v0`` mean-plus-noise, ``-v1`` stochastic actor, and
+    ``local/pointmaze/{umaze,medium,large}[-dense]-v0`` of data/pointmaze.py) are
     made on first use. Existing datasets, HDF5 paths and ids that are present
     are returned untouched; an unknown missing id gets the usual "not found"
     message.
@@ -438,13 +439,22 @@ def ensure_default_dataset(dataset_id: str = EMBEDDED_DEFAULT, log: Log | None =
     from data.minari_io import list_local_minari_ids, minari_dataset_exists, minari_store
     from data.validate import unknown_dataset_error
 
+    from data.pointmaze import DEFAULT_POINTMAZE_DATASETS, make_pointmaze_dataset
+
     if is_hdf5_path(dataset_id) or minari_dataset_exists(dataset_id):
         return dataset_id
     recipe = DEFAULT_DATASETS.get(dataset_id)
-    if recipe is None:
+    maze_recipe = DEFAULT_POINTMAZE_DATASETS.get(dataset_id)
+    if recipe is None and maze_recipe is None:
         raise unknown_dataset_error(dataset_id, list_local_minari_ids(), str(minari_store()))
     with _store_lock(dataset_id):
         if minari_dataset_exists(dataset_id):  # another process built it meanwhile
+            return dataset_id
+        if maze_recipe is not None:
+            if log is not None:
+                log(f"[{dataset_id}] not in the local Minari store {minari_store()}; building it once by D4RL's "
+                    f"maze2d recipe ({maze_recipe.num_transitions} transitions, seed {maze_recipe.seed}).")
+            make_pointmaze_dataset(**asdict(maze_recipe), dataset_id=dataset_id, log=log)
             return dataset_id
         if log is not None:
             log(f"[{dataset_id}] not in the local Minari store {minari_store()}; building it once "

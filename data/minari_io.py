@@ -211,6 +211,7 @@ def write_minari(
     ref_max: float | None = None,
     *,
     env_spec_json: str | None = None,
+    eval_env_spec_json: str | None = None,
     observation_space: gym.Space | None = None,
     action_space: gym.Space | None = None,
     description: str | None = None,
@@ -224,7 +225,9 @@ def write_minari(
     Each episode maps ``observations`` ([T+1, ...] array, or a dict of them
     for Dict spaces), ``actions`` [T, ...], ``rewards``, ``terminations`` and
     ``truncations`` [T]. The environment comes from ``env_spec_json`` or
-    ``env_id``; without either, both spaces must be given. Reference scores
+    ``env_id``; without either, both spaces must be given; ``eval_env_spec_json``
+    records a separate evaluation environment (Minari's ``eval_env_spec``, which
+    the loader prefers: e.g. a maze with a fixed goal). Reference scores
     are written into the metadata directly, because minari 0.5.3 stores them
     only when an env is given and otherwise computes ref_min itself by
     running 100 random episodes.
@@ -264,6 +267,7 @@ def write_minari(
                 dataset_id,
                 buffers,
                 env=env,
+                eval_env=parse_env_spec_json(eval_env_spec_json) if eval_env_spec_json else None,
                 observation_space=observation_space,
                 action_space=action_space,
                 algorithm_name=algorithm_name or "unspecified",
