@@ -96,6 +96,8 @@ def main(argv):
                 ft_u = [r for r in ft_runs if (r.seed, r.dataset) == (seed, dataset)]
                 finals_u = final_eval_runs(c, pre_u, ft_u)
                 if all(r.done() for r in (*pre_u, *ft_u, *finals_u)):
+                    print(f"=== seed {seed}, {dataset}: {len(pre_u)} pretraining, {len(ft_u)} finetuning and "
+                          f"{len(finals_u)} final evaluation runs already done, 0 to run ===", flush=True)
                     continue
                 tag = f"seed {seed}, {dataset}"
                 invocation["phases"].append(runner.run_all(pre_u, c.max_parallel_pretrain, f"pretraining ({tag})"))

@@ -119,8 +119,8 @@ def test_rerun_skips_finished_runs_and_only_report(study):
     before = {p: p.stat().st_mtime for p in runs.glob("*/*/summary.json")}
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=110)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert "5 already done, 0 to run" in proc.stdout and "2 already done, 0 to run" in proc.stdout
-    assert "7 already done, 0 to run" in proc.stdout
+    assert "5 pretraining, 2 finetuning and 7 final evaluation runs already done, 0 to run" in proc.stdout, \
+        proc.stdout[-2000:]
     assert before == {p: p.stat().st_mtime for p in runs.glob("*/*/summary.json")}
     (study["out"] / "docs" / "results.md").unlink()
     proc = subprocess.run(cmd + ["--only_report"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=110)
