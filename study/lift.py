@@ -39,7 +39,14 @@ def run_dir_of(runs_dir: Path, seed: int) -> Path | None:
     return found[0] if found else None
 
 
-def finetune(seed: int, runs_dir: Path, config: str, extra: list[str]) -> Path:
+def pretrained_checkpoint(run_dir: Path) -> Path:
+    """The checkpoint a finetuning run started from: its own pretraining, or the one it was given."""
+    state = run_dir / "finetune_state.json"
+    given = json.loads(state.read_text()).get("pretrained") if state.exists() else None
+    return Path(given) if given else run_dir / "pretrain" / "checkpoint.pt"
+
+
+def finetune(seed: int, runs_dir: Path, config: str, extra: list[str], pretrained_from: Path | None = None) -> Path:
     existing = run_dir_of(runs_dir, seed)
     if existing is not None and (existing / "summary.json").exists():
         print(f"seed {seed}: finished run in {existing}", flush=True)
@@ -48,6 +55,12 @@ def finetune(seed: int, runs_dir: Path, config: str, extra: list[str]) -> Path:
             f"--config.workdir={runs_dir}", "--config.wandb.mode=disabled", *extra]
     if existing is not None:
         args.append("--resume")
+    elif pretrained_from is not None:
+        source = run_dir_of(pretrained_from, seed)
+        ckpt = pretrained_checkpoint(source) if source is not None else None
+        if ckpt is None or not ckpt.exists():
+            raise SystemExit(f"seed {seed}: no pretrained checkpoint of this seed under {pretrained_from}")
+        args.append(f"--pretrained={ckpt}")
     print(f"seed {seed}: {' '.join(args[1:])}", flush=True)
     t0 = time.time()
     rc = subprocess.run(args, cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"}).returncode
@@ -63,7 +76,7 @@ def evaluate_pair(run_dir: Path, episodes: int) -> dict:
     cfg = json.loads((run_dir / "config.json").read_text())
     mode, n = cfg["online"]["eval_mode"], int(cfg["online"]["num_candidates"])
     out = {}
-    for name, ckpt in (("pretrained", run_dir / "pretrain" / "checkpoint.pt"),
+    for name, ckpt in (("pretrained", pretrained_checkpoint(run_dir)),
                        ("final", run_dir / "learner_checkpoint.pt")):
         path = run_dir / f"lift_eval_{name}.json"
         data = json.loads(path.read_text()) if path.exists() else None
@@ -121,6 +134,9 @@ def define_flags():
     flags.DEFINE_integer("episodes", 20, "Evaluation episodes per checkpoint (common seeds).")
     flags.DEFINE_string("out", "docs/lift.md", "The report (markdown); its data beside it as .json.")
     flags.DEFINE_string("note", "", "A remark printed in the report (e.g. other load on the machine).")
+    flags.DEFINE_string("pretrained_from", None, "Another lift's runs_dir: start each seed's online phase from that "
+                        "seed's pretrained checkpoint (an online setting compared on the same pretrained critics "
+                        "and μ; the pretraining settings must match).")
 
 
 def main(argv):
@@ -129,7 +145,8 @@ def main(argv):
     runs_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     for seed in (int(s) for s in flags.FLAGS.seeds):
-        run_dir = finetune(seed, runs_dir, flags.FLAGS.config, extra)
+        run_dir = finetune(seed, runs_dir, flags.FLAGS.config, extra,
+                           Path(flags.FLAGS.pretrained_from) if flags.FLAGS.pretrained_from else None)
         rows.append({"seed": seed, "run_dir": str(run_dir), **evaluate_pair(run_dir, flags.FLAGS.episodes)})
         print(f"seed {seed}: {rows[-1]['pretrained']['score_mean']:.1f} -> {rows[-1]['final']['score_mean']:.1f}",
               flush=True)
