@@ -65,6 +65,20 @@ def online_defaults() -> ml_collections.ConfigDict:
 def get_config():
     c = quickstart.get_config()
     c.name = "finetune"
+    # The local Hopper medium data made by D4RL's recipe: actions sampled from the medium SAC policy's own
+    # Gaussian (docs/datasets.md). The former default, medium-v0 (the policy's mean + N(0, 0.1²)), holds
+    # almost nothing about which action is better: μ's candidates differ in true value by less than rollout
+    # noise and the critic's order of them is unrelated to it (Spearman +0.07), so no extraction and no
+    # finetuning could beat one μ sample there (5-seed lift −0.8 [−2.9, +1.3]). On -v1 the critic orders
+    # the candidates at the data's states (Spearman +0.29, docs/finetuning.md §3).
+    c.dataset = "local/hopper/medium-v1"
+    # AlignIQL's aligned weights exp(−η A²) with η = +1 (Remark 4.7; the sign the paper's §5.2 calls aligned and
+    # finds robust to N), not Table 3's offline choice η = −1 (exp(|η| A), AWR-like). Measured on -v1 (seed 11,
+    # 20 common episodes, docs/finetuning.md §6): the critic's advantages over μ's 16 candidates spread by only
+    # ~0.1 on Q ≈ 90, and where η = −1 leans on them the policy falls in some episodes (implicit N = 16:
+    # 55.7 ± 10.9 after pretraining) while η = +1 does not (56.9 ± 0.8); the 5-seed lift at η = −1 was
+    # −0.7 [−3.8, +1.9], its negative seeds all from such falls.
+    c.eta = 1.0
     # Pretraining long enough for the critic to approach its fixed point: on the default data, Q on dataset
     # transitions reached 46 % / 72 % / 85 % of their discounted return-to-go after 10k / 20k / 30k steps
     # (the calibration diagnostic, docs/finetuning.md); the former 6k left it near 25 %. ~5 min on one core.
