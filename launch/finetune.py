@@ -83,13 +83,15 @@ def _die_with_parent():
 class Child:
     """One role's process; its output goes to logs/<name>.out."""
 
-    def __init__(self, name: str, args: list[str], run_dir: Path):
+    def __init__(self, name: str, args: list[str], run_dir: Path, env: dict | None = None):
         self.name, self.args, self.run_dir = name, args, run_dir
+        self.extra_env = env or {}
         self.restarts = 0
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1",
+               **self.extra_env}
         out = open(self.run_dir / "logs" / f"{self.name}.out", "a")
         self.proc = subprocess.Popen([sys.executable, "-m", *self.args], cwd=ROOT, env=env, stdout=out,
                                      stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
@@ -279,13 +281,17 @@ def run(cfg, pretrained: str | None, resume: bool) -> dict:
     learner_args = ["launch.learner", *common, f"--pretrained={ckpt}", f"--stopped_file={stopped_file}"] \
         + (["--resume"] if resume else [])
     hosted = bool(o.replay_in_learner)
+    # Reverb binds every interface; for a local run a preloaded shim keeps the port on loopback (replay/loopback.py)
+    from replay.loopback import is_loopback, listening_addresses, loopback_env
+    server_env, open_why = ({}, "online.allow_remote=True") if o.allow_remote else loopback_env(port, run_dir)
     if hosted:
-        learner = Child("learner", learner_args + ["--host_replay", *serving, "--serve_after_stop_s=600"], run_dir)
+        learner = Child("learner", learner_args + ["--host_replay", *serving, "--serve_after_stop_s=600"], run_dir,
+                        env=server_env)
         server = learner
     else:
         server = Child("replay_server", ["launch.replay_server", f"--config_json={config_json}",
                                          f"--obs_dim={dataset.obs_dim}", f"--act_dim={dataset.act_dim}",
-                                         *serving], run_dir)
+                                         *serving], run_dir, env=server_env)
         learner = Child("learner", learner_args + [f"--replay_address={local_address}"], run_dir)
     server.start()
     deadline = time.time() + 300
@@ -295,6 +301,13 @@ def run(cfg, pretrained: str | None, resume: bool) -> dict:
             raise UserFacingError(f"The replay server did not start ({server.name}):\n{server.tail()}")
         time.sleep(0.2)
     address = address_file.read_text().strip()
+    where = listening_addresses(port)
+    if where and all(map(is_loopback, where)):
+        print(f"replay port {port} listens on loopback only ({', '.join(sorted(set(where)))})", flush=True)
+    else:
+        print(f"replay port {port} listens on every interface ({open_why or 'the loopback shim did not take'}): "
+              "whoever reaches it can read the run's weights and transitions (README, 'Who can reach the "
+              "replay port')", flush=True)
     client = connect_with_retry(local_address, 60.0)
     evaluator = Child("evaluator", ["launch.evaluator", *common, f"--replay_address={local_address}",
                                     f"--seed={cfg.seed}"], run_dir)

@@ -160,6 +160,12 @@ class TransitionSigner:
         out = b"".join([hmac.digest(key, mv[i * width:(i + 1) * width], "sha256") for i in range(n)])
         return np.frombuffer(out, dtype=np.uint8).reshape(n, TAG_BYTES)
 
+    def tag_row(self, step: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The tag of one transition (no batch dimension): the same bytes as `tags`, without its
+        concatenation (12 -> 3 µs here, for a writer fed one transition at a time)."""
+        msg = b"".join([np.asarray(step[k], dtype=np.float32).tobytes() for k in self.fields])
+        return np.frombuffer(hmac.digest(self._key, msg, "sha256"), dtype=np.uint8)
+
     def check(self, batch: Mapping[str, np.ndarray], tags: np.ndarray) -> np.ndarray:
         """Boolean [B]: which rows carry the tag of their own contents."""
         tags = np.asarray(tags)

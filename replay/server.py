@@ -184,11 +184,18 @@ def start_server(spec: ReplaySpec, port: Optional[int] = None,
             "insert or delete replay data and the published policy weights. Only do this on "
             "a private, firewalled network. !!!", address, port)
     else:
+        from replay.loopback import is_loopback, listening_addresses
+
         address = f"localhost:{port}"
-        logger.info(
-            "Replay server at %s (actors must run on this machine). Reverb listens on all "
-            "interfaces without authentication, so port %d must stay on a private network "
-            "or be blocked by a firewall.", address, port)
+        where = listening_addresses(port)
+        if where and all(is_loopback(a) for a in where):     # replay/loopback.py's shim took effect
+            logger.info("Replay server at %s, listening on loopback only (%s): other machines cannot "
+                        "connect.", address, ", ".join(sorted(set(where))))
+        else:
+            logger.info(
+                "Replay server at %s (actors must run on this machine). Reverb listens on all "
+                "interfaces without authentication, so port %d must stay on a private network "
+                "or be blocked by a firewall.", address, port)
     return server, address
 
 

@@ -172,7 +172,7 @@ class TransitionWriter:
             raise RuntimeError("TransitionWriter is closed")
         if TAG_FIELD not in step:                # a single add(); add_batch checked and tagged its rows
             self._check_shapes(step)
-            step[TAG_FIELD] = self._signer.tags({k: step[k][None] for k in TRANSITION_FIELDS})[0]
+            step[TAG_FIELD] = self._signer.tag_row(step)
         w = self._writer
         w.append(step)
         hist = w.history

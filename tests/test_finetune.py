@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import stat
 import subprocess
@@ -25,6 +26,7 @@ from tests.conftest import make_store
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASET_ID = "local/hopper/ft-medium-v0"
+HAS_CC = sys.platform.startswith("linux") and bool(shutil.which("cc") or shutil.which("gcc"))
 
 TINY = [f"--config.dataset={DATASET_ID}", "--config.num_critic_steps=30", "--config.num_actor_steps=30",
         "--config.critic_batch_size=64", "--config.actor_batch_size=64", "--config.critic_hidden=(64,64)",
@@ -137,6 +139,8 @@ def test_multiprocess_run_survives_a_killed_actor_and_logs_the_curve(store, tmp_
     assert all("q_minus_return" in r for r in eval_rows)
     assert "normalised score after pretraining" in out and "updates per env step" in out
     assert "online transitions (empty)" in (run_dir / "logs" / "replay_server.out").read_text()
+    if HAS_CC:   # the replay server's port was kept off the network (replay/loopback.py)
+        assert re.search(r"replay port \d+ listens on loopback only", out), out[-3000:]
     # the offline wandb run holds the finetuning curve keyed by environment steps
     wandb_files = [f for f in (run_dir / "wandb").glob("offline-run-*/*.wandb")]
     assert wandb_files, "no offline wandb run"
@@ -178,8 +182,10 @@ def test_interrupt_and_resume_continue_replay_and_counters(store, tmp_path, monk
     total = env_steps_at_stop + 600
     with supervisor([*args, "--resume", f"--config.online.total_env_steps={total}"], store, tmp_path) as proc:
         proc.wait(timeout=600)
-    exited_cleanly(proc, tmp_path)
+    out = exited_cleanly(proc, tmp_path)
     assert not (run_dir / "logs" / "replay_server.out").exists()   # the learner hosts the replay by default
+    if HAS_CC:   # the learner's replay port was kept off the network (replay/loopback.py)
+        assert len(re.findall(r"replay port \d+ listens on loopback only", out)) == 2, out[-3000:]
     replay_out = (run_dir / "logs" / "learner.out").read_text()
     restored = re.findall(r"(\d+) online transitions \(restored\), (\d+) inserted so far", replay_out)
     assert restored, replay_out[-2000:]

@@ -102,3 +102,18 @@ def test_learner_never_trains_on_a_strangers_transitions_and_logs_how_many_it_dr
     assert len(logged) == 4
     counts = [r["replay/rejected"] for r in logged]
     assert counts == sorted(counts) and counts[-1] >= 100   # about half of 20 x 16 sampled rows were forged
+
+
+def test_a_single_transitions_tag_is_the_same_as_its_batch_tag():
+    """The writer tags one add() with tag_row, a batch with tags: the learner checks both the same way."""
+    from replay.auth import TransitionSigner
+
+    signer = TransitionSigner(KEY, TRANSITION_FIELDS)
+    rng = np.random.default_rng(0)
+    step = {"observation": rng.normal(size=OBS), "action": rng.uniform(-1, 1, ACT), "reward": np.float64(0.37),
+            "next_observation": rng.normal(size=OBS), "discount": np.float32(1.0)}
+    row = signer.tag_row(step)
+    assert np.array_equal(row, signer.tags({k: np.asarray(v)[None] for k, v in step.items()})[0])
+    assert signer.check({k: np.asarray(v)[None] for k, v in step.items()}, row[None]).all()
+    step["reward"] = np.float64(0.38)
+    assert not np.array_equal(signer.tag_row(step), row)
