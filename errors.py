@@ -19,3 +19,8 @@ class ConfigError(UserFacingError):
 
 class TrainingDiverged(UserFacingError):
     """A loss became NaN or inf; the last good checkpoint is kept."""
+
+
+# A run stopped by Ctrl-C or SIGTERM (checkpointed, resumable with --resume) exits with this status:
+# distinct from a finished run (0), a user error (2) and a crash (1). 130 is the shell's 128 + SIGINT.
+EXIT_INTERRUPTED = 130

@@ -6,7 +6,8 @@ r"""The online evaluator process (started by launch/finetune.py beside the actor
 Scores the latest published weights with the evaluation policy
 (`online.eval_mode`, N = `online.num_candidates`, the algorithm's weighting)
 on its own environments (seeds seed + 10,000,000 + j, never an actor's):
-once as soon as weights exist (the "after pretraining" point), then every
+once as soon as weights exist (the "after pretraining" point; not again when
+it is restarted or the run resumed, which continue its curve), then every
 `online.eval_interval` environment steps, counted as items ever inserted into
 the replay table so the x axis is the whole run's, not one actor's; and once
 more on SIGTERM / stop if newer weights arrived since the last evaluation.
@@ -62,6 +63,20 @@ def meta_domain(meta: Mapping[str, Any]) -> str:
     return infer_domain(meta.get("env_id"), meta.get("dataset"))
 
 
+def last_row(path: Path) -> Optional[dict]:
+    """The last complete row of a JSONL log, or None (no file, or nothing complete in it)."""
+    import json
+
+    if not path.exists():
+        return None
+    for line in reversed(path.read_text(errors="replace").splitlines()):
+        try:
+            return json.loads(line)
+        except json.JSONDecodeError:
+            continue
+    return None
+
+
 def run_evaluator(cfg, meta: Mapping[str, Any], replay_address: str, seed: int, run_dir,
                   stop_event: Optional[threading.Event] = None, *, key: bytes, connect_timeout_s: float = 60.0,
                   poll_interval_s: float = 2.0, log=None) -> list[dict]:
@@ -92,6 +107,7 @@ def run_evaluator(cfg, meta: Mapping[str, Any], replay_address: str, seed: int, 
     reward_transform = RewardTransform.from_dict(meta["reward_transform"])
     eval_seed = int(seed) + EVAL_SEED_OFFSET
     device = torch.device("cpu")
+    earlier = last_row(Path(run_dir) / "logs" / "evaluator.jsonl")
     jsonl = JsonlLog(Path(run_dir) / "logs" / "evaluator.jsonl")
     rows: list[dict] = []
 
@@ -160,7 +176,11 @@ def run_evaluator(cfg, meta: Mapping[str, Any], replay_address: str, seed: int, 
                 return rows
             take(first)
             steps = env_steps()
-            evaluate_now(steps, "startup")
+            if earlier is None:
+                evaluate_now(steps, "startup")
+            else:   # restarted by the supervisor, or the run resumed: the curve goes on, no second start-up point
+                log(f"continuing after the evaluation at {earlier['env_steps']} env steps")
+                steps = max(steps, int(earlier["env_steps"]))
             next_at = (steps // interval + 1) * interval
             failing_since = None
             while not stop_event.wait(poll_interval_s):

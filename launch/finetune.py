@@ -9,20 +9,22 @@
 2. starts the learner (which hosts the replay server, or with online.replay_in_learner=False
    next to launch/replay_server.py), one evaluator and K actors as child processes
    (each also runs alone: launch/learner.py, replay_server.py, evaluator.py, actor.py);
-3. supervises them: an actor that dies is restarted; the run ends after
-   `online.total_env_steps` environment steps or on Ctrl-C / SIGTERM, stopping the
-   children in order (actors, learner, evaluator, replay) so that learner and replay are
-   checkpointed and no process is left behind;
+3. supervises them (launch/supervision.py): an actor or the evaluator that dies is restarted; a
+   learner that dies is restarted from its last checkpoint, the replay's too when it hosts it
+   (`online.replay_checkpoint_interval_s` is the loss window; summary.json says what was lost);
+   a child that fails during start-up ends the run with its own error. The run ends after
+   `online.total_env_steps` environment steps (exit 0) or on Ctrl-C / SIGTERM (exit 130,
+   "interrupted, resumable"), stopping the children in order (actors, learner, evaluator,
+   replay) so that learner and replay are checkpointed and no process is left behind; if
+   the supervisor itself is killed, learner and replay order themselves (launch/orphan_stop.py);
 4. forwards every role's log lines to wandb (x axis: environment steps), draws the
    finetuning curve to finetune_curve.png, and prints a summary.
 """
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,7 +34,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")   # the supervisor reads repl
 from absl import app, flags
 from ml_collections import config_flags
 
-from errors import ConfigError, UserFacingError
+from errors import EXIT_INTERRUPTED, ConfigError, UserFacingError
+from launch.supervision import (Child, LogForwarder, LostWork, actor_transitions, checkpoints_note, last_learner_step,
+                                learner_started, restored_figures)
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/finetune.py", "Config file (see configs/).")
 _PRETRAINED = flags.DEFINE_string("pretrained", None, "Pretraining checkpoint; skips offline pretraining.")
@@ -67,99 +71,11 @@ def check_online_config(o) -> None:
         bad("mu_lr_horizon", o.mu_lr_horizon, "the horizon is a multiple of the pretraining μ steps, at least 1")
     if o.mu_lr < 0:
         bad("mu_lr", o.mu_lr, "must be non-negative")
+    for field in ("actor_restart_limit", "evaluator_restart_limit", "learner_restart_limit"):
+        if int(o.get(field, 0)) < 0:
+            bad(field, o[field], "must be at least 0")
     if o.min_replay_size > o.replay_max_size:
         bad("min_replay_size", o.min_replay_size, "larger than replay_max_size: learning would never start")
-
-
-def _die_with_parent():
-    """Children get SIGTERM if the supervisor dies, even by SIGKILL: nothing is left behind."""
-    os.setsid()   # own process group: a terminal's Ctrl-C reaches only the supervisor, which stops them in order
-    try:
-        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-
-
-class Child:
-    """One role's process; its output goes to logs/<name>.out."""
-
-    def __init__(self, name: str, args: list[str], run_dir: Path, env: dict | None = None):
-        self.name, self.args, self.run_dir = name, args, run_dir
-        self.extra_env = env or {}
-        self.restarts = 0
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1",
-               **self.extra_env}
-        out = open(self.run_dir / "logs" / f"{self.name}.out", "a")
-        self.proc = subprocess.Popen([sys.executable, "-m", *self.args], cwd=ROOT, env=env, stdout=out,
-                                     stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
-        out.close()
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def signal_stop(self) -> None:
-        if self.alive():
-            self.proc.send_signal(signal.SIGTERM)
-
-    def stop(self, timeout: float) -> None:
-        if not self.alive():
-            return
-        self.signal_stop()
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            print(f"  {self.name} did not stop within {timeout:.0f}s; killing it", flush=True)
-            self.proc.kill()
-            self.proc.wait()
-
-    def tail(self, lines: int = 15) -> str:
-        path = self.run_dir / "logs" / f"{self.name}.out"
-        return "".join(path.read_text(errors="replace").splitlines(True)[-lines:]) if path.exists() else ""
-
-
-class LogForwarder:
-    """Tails every role's JSONL file and sends new rows to the run logger, keyed by env steps."""
-
-    def __init__(self, logs_dir: Path, logger):
-        self.logs_dir, self.logger = logs_dir, logger
-        self.offsets: dict[Path, int] = {}
-        self.evaluations: list[dict] = []
-        self.last: dict[str, dict] = {}
-
-    def skip_existing(self) -> None:
-        """On resume: rows already sent to wandb count for the curve and summary but are not sent again."""
-        logger, self.logger = self.logger, None
-        self.poll(0)
-        self.logger = logger
-
-    def poll(self, env_steps: int) -> None:
-        for path in sorted(self.logs_dir.glob("*.jsonl")):
-            with open(path) as f:
-                f.seek(self.offsets.get(path, 0))
-                chunk = f.read()
-            complete = chunk[: chunk.rfind("\n") + 1]
-            self.offsets[path] = self.offsets.get(path, 0) + len(complete.encode())
-            for line in complete.splitlines():
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                self._forward(row, env_steps)
-
-    def _forward(self, row: dict, env_steps: int) -> None:
-        role = row.get("role", "unknown")
-        self.last[role] = row
-        step = int(row.get("env_steps", env_steps))
-        if role == "evaluator":
-            self.evaluations.append(row)
-        prefix = {"evaluator": "eval", "learner": "learner", "actor": "actor"}.get(role, role)
-        metrics = {f"{prefix}/{k}": v for k, v in row.items()
-                   if isinstance(v, (int, float)) and k not in ("time", "env_steps", "actor_id")}
-        if metrics and self.logger is not None:
-            self.logger.log(metrics, step)
 
 
 def draw_curve(evaluations: list[dict], path: Path, title: str) -> None:
@@ -293,14 +209,33 @@ def run(cfg, pretrained: str | None, resume: bool) -> dict:
                                          f"--obs_dim={dataset.obs_dim}", f"--act_dim={dataset.act_dim}",
                                          *serving], run_dir, env=server_env)
         learner = Child("learner", learner_args + [f"--replay_address={local_address}"], run_dir)
+    def wait_for_server(what: str) -> str:
+        """The server's address once it is up; a server that exits first ends the run with its own words."""
+        deadline = time.time() + 300
+        while not address_file.exists():
+            if not server.alive() or time.time() > deadline:
+                why = server.exit_reason() if not server.alive() else f"{server.name} did not start within 300 s"
+                server.stop(30)
+                raise UserFacingError(f"{what}: {why}.\nIts last output ({server.out_path}):\n{server.tail()}")
+            time.sleep(0.2)
+        return address_file.read_text().strip()
+
+    def connect_while_alive(what: str):
+        """A client of the local server: given up at once, with the cause, if the server's process ends."""
+        from replay.writer import ReplayUnavailableError
+        deadline = time.time() + 60
+        while True:
+            try:
+                return connect_with_retry(local_address, 5.0, log=lambda *_: None)
+            except ReplayUnavailableError:
+                if not server.alive():
+                    raise UserFacingError(f"{what}: {server.exit_reason()}.\nIts last output "
+                                          f"({server.out_path}):\n{server.tail()}") from None
+                if time.time() > deadline:
+                    raise
+
     server.start()
-    deadline = time.time() + 300
-    while not address_file.exists():
-        if not server.alive() or time.time() > deadline:
-            server.stop(30)
-            raise UserFacingError(f"The replay server did not start ({server.name}):\n{server.tail()}")
-        time.sleep(0.2)
-    address = address_file.read_text().strip()
+    address = wait_for_server("The replay server did not start")
     where = listening_addresses(port)
     if where and all(map(is_loopback, where)):
         print(f"replay port {port} listens on loopback only ({', '.join(sorted(set(where)))})", flush=True)
@@ -308,7 +243,12 @@ def run(cfg, pretrained: str | None, resume: bool) -> dict:
         print(f"replay port {port} listens on every interface ({open_why or 'the loopback shim did not take'}): "
               "whoever reaches it can read the run's weights and transitions (README, 'Who can reach the "
               "replay port')", flush=True)
-    client = connect_with_retry(local_address, 60.0)
+    client = connect_while_alive("The replay server stopped during start-up")
+    env_steps = start_env_steps = table_stats(client)["inserts"]
+    if resume:   # evaluations past what the replay restored scored a stretch that is gone: set aside, not redrawn
+        from learner.log_rows import set_aside
+        forwarder.rewound("evaluator", set_aside(run_dir / "logs" / "evaluator.jsonl",
+                                                 lambda r: r.get("env_steps", 0) > start_env_steps))
     evaluator = Child("evaluator", ["launch.evaluator", *common, f"--replay_address={local_address}",
                                     f"--seed={cfg.seed}"], run_dir)
     actors = [Child(f"actor_{k}", ["launch.actor", *common, f"--replay_address={address}",
@@ -324,28 +264,87 @@ def run(cfg, pretrained: str | None, resume: bool) -> dict:
               f"--config_json=<copy of {config_json}> --run_dir=<dir> --actor_id=<k>; copy dataset_meta.json "
               f"and {KEY_FILE_NAME} (owner-only, chmod 600) beside the config", flush=True)
     failure = None
-    env_steps = start_env_steps = table_stats(client)["inserts"]
+    losses: list[LostWork] = []
+    limits = {"actor": int(o.actor_restart_limit), "evaluator": int(o.get("evaluator_restart_limit", 5)),
+              "learner": int(o.get("learner_restart_limit", 3))}
     t_online, last_print = time.time(), 0.0
+
+    def restart_learner() -> LostWork:
+        """Start a dead learner again from its last checkpoint (with the replay's, when it hosted it) and
+        count what the crash cost; the evaluator, which scored the lost stretch too, restarts behind it."""
+        nonlocal client
+        seen_step, seen_inserts = last_learner_step(run_dir / "logs"), env_steps
+        if hosted:
+            evaluator.stop(60)          # its rows past the restored replay go to logs/lost/ while it is down
+        address_file.unlink(missing_ok=True)
+        learner.start(["--resume", f"--incarnation={learner.restarts}"])
+        if hosted:
+            wait_for_server(f"The learner did not come back after restart {learner.restarts}")
+            client = connect_while_alive(f"The learner stopped during restart {learner.restarts}")
+        deadline = time.time() + 300
+        while True:     # it says where it resumed once it has loaded its checkpoint
+            try:
+                step, inserts = restored_figures(learner.output())
+                break
+            except ValueError:
+                if not learner.alive() or time.time() > deadline:
+                    raise UserFacingError(f"The learner did not come back after restart {learner.restarts}: "
+                                          f"{learner.exit_reason()}.\n{learner.tail()}") from None
+                time.sleep(0.2)
+        lost = LostWork(restored_step=step, updates=max(0, seen_step - step), restored_inserts=inserts,
+                        transitions=max(0, seen_inserts - inserts) if inserts is not None else 0)
+        forwarder.rewound("learner", [])
+        if hosted:
+            from learner.log_rows import set_aside
+            moved = set_aside(run_dir / "logs" / "evaluator.jsonl", lambda r: r.get("env_steps", 0) > inserts)
+            forwarder.rewound("evaluator", moved)
+            evaluator.start()
+        return lost
+
     try:
-        # ---- 4. supervise ----
+        # ---- 4. supervise: actors and evaluator are restarted as they die, the learner from its checkpoint ----
         while stop["signal"] is None:
             time.sleep(1.0)
-            for actor in actors:
-                if not actor.alive():
-                    if actor.restarts >= o.actor_restart_limit:
-                        failure = f"{actor.name} died {actor.restarts + 1} times; last output:\n{actor.tail()}"
-                        break
-                    actor.restarts += 1
-                    print(f"  {actor.name} exited (code {actor.proc.returncode}); restarting "
-                          f"({actor.restarts}/{o.actor_restart_limit})", flush=True)
-                    logger.log({"supervisor/actor_restarts": sum(a.restarts for a in actors)}, env_steps)
-                    actor.start()
-            for child in dict.fromkeys((server, learner, evaluator)):
-                if not child.alive():
-                    failure = f"{child.name} exited (code {child.proc.returncode}); last output:\n{child.tail()}"
+            for child in (*actors, evaluator):
+                if child.alive():
+                    continue
+                kind = "evaluator" if child is evaluator else "actor"
+                if child.restarts >= limits[kind]:
+                    failure = f"{child.exit_reason()} ({child.restarts + 1} deaths, {limits[kind]} restarts allowed); " \
+                              f"last output:\n{child.tail()}"
+                    break
+                child.restarts += 1
+                print(f"  {child.exit_reason()}; restarting ({child.restarts}/{limits[kind]})", flush=True)
+                logger.log({f"supervisor/{kind}_restarts": sum(c.restarts for c in (actors if kind == "actor"
+                                                                                       else [evaluator]))}, env_steps)
+                child.start()
+            if not failure and not hosted and not server.alive():
+                failure = f"{server.exit_reason()}; last output:\n{server.tail()}"
+            if not failure and not learner.alive():
+                if learner.restarts == 0 and not learner_started(learner.output()):   # e.g. a bad checkpoint
+                    failure = f"{learner.exit_reason()} during start-up; last output:\n{learner.tail()}"
+                elif learner.restarts >= limits["learner"]:
+                    failure = f"{learner.exit_reason()} ({learner.restarts + 1} deaths, {limits['learner']} restarts " \
+                              f"allowed); last output:\n{learner.tail()}"
+                else:
+                    learner.restarts += 1
+                    print(f"  {learner.exit_reason()}; restarting it from its last checkpoint "
+                          f"({learner.restarts}/{limits['learner']})", flush=True)
+                    lost = restart_learner()
+                    losses.append(lost)
+                    print(f"  learner back at step {lost.restored_step}: lost {lost.updates} updates and "
+                          f"{lost.transitions} transitions (at least; summary.json)", flush=True)
+                    logger.log({"supervisor/learner_restarts": learner.restarts,
+                                "supervisor/lost_updates": sum(x.updates for x in losses),
+                                "supervisor/lost_transitions": sum(x.transitions for x in losses)}, env_steps)
             if failure:
                 break
-            env_steps = table_stats(client)["inserts"]
+            try:
+                env_steps = table_stats(client)["inserts"]
+            except Exception:   # the server went down since the checks above (a dying learner): next round
+                if server.alive():
+                    raise
+                continue
             forwarder.poll(env_steps)
             if time.time() - last_print >= 10:
                 last_print = time.time()
@@ -396,14 +395,22 @@ def run(cfg, pretrained: str | None, resume: bool) -> dict:
                "score_after_pretraining": evals[0].get("score_mean") if evals else None,
                "score_final": evals[-1].get("score_mean") if evals else None,
                "evaluations": evals, "actor_restarts": sum(a.restarts for a in actors),
+               "evaluator_restarts": evaluator.restarts, "learner_restarts": learner.restarts,
+               # what learner crashes cost (launch/supervision.py LostWork: lower bounds, see there)
+               "lost": {"updates": sum(x.updates for x in losses),
+                        "transitions": sum(x.transitions for x in losses),
+                        "crashes": [x.to_dict() for x in losses],
+                        # every transition the local actors stepped minus those the replay holds or held
+                        "actor_transitions": actor_transitions(run_dir / "logs"),
+                        "actor_transitions_not_in_replay": actor_transitions(run_dir / "logs") - env_steps
+                        if not o.allow_remote else None},
                "wandb_run_id": logger.run_id}
     if summary["score_final"] is not None:
         logger.log({"summary/score_final": summary["score_final"]}, env_steps)
     logger.close()
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     if failure:
-        raise UserFacingError(f"Finetuning stopped: {failure}\nCheckpoints of learner and replay are in {run_dir}; "
-                              f"fix the cause and continue with --resume.")
+        raise UserFacingError(f"Finetuning stopped: {failure}\n{checkpoints_note(run_dir)}")
     print(f"\n=== {cfg.algorithm} finetuning on {dataset.name} {'(interrupted)' if interrupted else ''} ===")
     fmt = lambda v: f"{v:.1f}" if v is not None else "n/a"   # noqa: E731
     print(f"normalised score after pretraining: {fmt(summary['score_after_pretraining'])}   "
@@ -411,20 +418,23 @@ def run(cfg, pretrained: str | None, resume: bool) -> dict:
     print(f"environment steps: {env_steps}   learner steps: {learner_steps}   updates per env step: "
           f"{summary['updates_per_env_step']:.2f} ({summary['updates_per_env_step_after_warmup']:.2f} after the "
           f"{o.min_replay_size}-step warm-up)   wall time: {format_duration(summary['wall_time_s'])}"
-          f"   actor restarts: {summary['actor_restarts']}")
+          f"   restarts: actors {summary['actor_restarts']}, evaluator {evaluator.restarts}, learner "
+          f"{learner.restarts}" + (f" (lost {summary['lost']['updates']} updates, {summary['lost']['transitions']} "
+                                   f"transitions)" if losses else ""))
     print(f"curve: {run_dir / 'finetune_curve.png'}   logs: {run_dir / 'logs'}   wandb: {run_dir / 'wandb'}")
-    if interrupted:
-        print("interrupted: continue with the same flags plus --resume")
     return summary
 
 
 def main(argv):
     del argv
     try:
-        run(_CONFIG.value, _PRETRAINED.value, _RESUME.value)
+        summary = run(_CONFIG.value, _PRETRAINED.value, _RESUME.value)
     except UserFacingError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    if summary.get("stopped"):   # Ctrl-C / SIGTERM: checkpointed; a status of its own, not 0 and not an error's
+        print("interrupted, resumable: continue with the same flags plus --resume", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
 
 
 if __name__ == "__main__":

@@ -48,6 +48,8 @@ _CHECKPOINT_DIR = flags.DEFINE_string("checkpoint_dir", None, "With --host_repla
 _ALLOW_REMOTE = flags.DEFINE_bool("allow_remote", False, "With --host_replay: hand out this machine's name so "
                                   "actors on other machines can connect. There is NO authentication.")
 _ADDRESS_FILE = flags.DEFINE_string("address_file", None, "With --host_replay: write the address here once up.")
+_INCARNATION = flags.DEFINE_integer("incarnation", 0, "How many times the supervisor restarted this learner "
+                                    "in this run: its weights' versions rank above the dead learner's.")
 _STOPPED_FILE = flags.DEFINE_string("stopped_file", None, "Written once learner and replay are checkpointed on stop.")
 _SERVE_AFTER_STOP_S = flags.DEFINE_float("serve_after_stop_s", 0.0, "With --host_replay: after the stop "
                                          "checkpoints, keep serving until a second SIGTERM or this many seconds.")
@@ -68,7 +70,7 @@ class HostOptions:
 def run(cfg, replay_address: str | None, run_dir: Path, pretrained: str | None, resume: bool,
         stop_event: threading.Event | None = None, max_steps: int | None = None,
         host: HostOptions | None = None, release_event: threading.Event | None = None,
-        stopped_file: str | None = None, *, key: bytes) -> int:
+        stopped_file: str | None = None, *, key: bytes, incarnation: int = 0) -> int:
     import torch
 
     from data import load_dataset
@@ -103,13 +105,15 @@ def run(cfg, replay_address: str | None, run_dir: Path, pretrained: str | None, 
         learner = Learner(cfg, dataset.obs_dim, dataset.act_dim, device)
         calibration = DatasetCalibration(dataset, transform, cfg.discount, device, seed=cfg.seed)
         loop = OnlineLearner(cfg, learner, buffer, replay_address, run_dir, stop_event, calibration=calibration,
-                             key=key)
+                             key=key, incarnation=incarnation)
         if resume and (Path(run_dir) / CHECKPOINT_NAME).exists():
             loop.restore()
             print(f"learner resumed at online step {loop.step}", flush=True)
         elif pretrained:
             steps = load_pretrained(learner, Path(pretrained), dataset.obs_dim, dataset.act_dim, device)
             set_online_rates(learner, cfg)     # after loading: pretraining's schedules end at 0
+            if resume:                         # restarted before its first checkpoint: online step 0 again
+                loop.forget_logged_steps_after(0)
             print(f"learner starts from {pretrained} ({steps} pretraining steps) on {device}", flush=True)
         else:
             raise UserFacingError("The learner needs --pretrained=<checkpoint> (or --resume with a learner "
@@ -144,10 +148,18 @@ def main(argv):
     del argv
     from actor.actor_loop import load_config_json
 
+    from launch.orphan_stop import StopOrder
+
     stop, release = threading.Event(), threading.Event()
+    # supervisor killed outright: train on (sampling lets the actors' last inserts through) until they are in
+    order = StopOrder(stop, _REPLAY_ADDRESS.value or (f"localhost:{_PORT.value}" if _PORT.value else None),
+                      say=lambda m: print(f"learner: {m}", flush=True))
 
     def on_signal(*_):   # the first signal stops training, a second one (if serving after stop) the server
-        (release if stop.is_set() else stop).set()
+        if stop.is_set():
+            release.set()
+        else:
+            order.request()
     for s in (signal.SIGINT, signal.SIGTERM):
         signal.signal(s, on_signal)
     host = HostOptions(_PORT.value, _CHECKPOINT_DIR.value, _ALLOW_REMOTE.value, _ADDRESS_FILE.value,
@@ -158,7 +170,8 @@ def main(argv):
         cfg = load_config_json(_CONFIG_JSON.value)          # a one-line error if missing or not JSON
         key = load_key(_KEY_FILE.value or key_path_beside(_CONFIG_JSON.value))
         steps = run(cfg, _REPLAY_ADDRESS.value, Path(_RUN_DIR.value), _PRETRAINED.value, _RESUME.value, stop,
-                    host=host, release_event=release, stopped_file=_STOPPED_FILE.value, key=key)
+                    host=host, release_event=release, stopped_file=_STOPPED_FILE.value, key=key,
+                    incarnation=_INCARNATION.value)
         print(f"learner stopped after {steps} online steps; checkpoint written", flush=True)
     except UserFacingError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -199,7 +199,8 @@ def train(cfg, resume: bool, run_dir: Path | None = None) -> dict:
                 why = stop["signal"] or f"stop_after_steps={cfg.stop_after_steps}"
                 print(f"stopped at step {step} ({why}); checkpoint saved in {ckpt_path}. "
                       f"Continue with the same flags plus --resume.", flush=True)
-                return {"step": step, "stopped": True, "run_dir": str(run_dir), "history": history}
+                return {"step": step, "stopped": True, "interrupted": stop["signal"] is not None,
+                        "run_dir": str(run_dir), "history": history}
     finally:
         logger.close()
         for s, h in old_handlers.items():
@@ -220,11 +221,16 @@ def train(cfg, resume: bool, run_dir: Path | None = None) -> dict:
 
 def main(argv):
     del argv
+    from errors import EXIT_INTERRUPTED
+
     try:
-        train(flags.FLAGS.config, flags.FLAGS.resume)
+        summary = train(flags.FLAGS.config, flags.FLAGS.resume)
     except UserFacingError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    if summary.get("interrupted"):
+        print("interrupted, resumable: continue with the same flags plus --resume", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
 
 
 if __name__ == "__main__":

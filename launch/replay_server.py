@@ -37,9 +37,13 @@ def serve(cfg, obs_dim, act_dim, port, checkpoint_dir, allow_remote, address_fil
                       allow_remote=allow_remote,
                       checkpoint_interval_s=float(cfg.online.replay_checkpoint_interval_s),
                       address_file=address_file, say=lambda m: print(m, flush=True))
+    from launch.orphan_stop import StopOrder
+
     stop = threading.Event()
+    # supervisor killed outright: checkpoint once the actors' last transitions are in (launch/orphan_stop.py)
+    order = StopOrder(stop, host.local_address, say=lambda m: print(f"replay server: {m}", flush=True))
     for s in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(s, lambda *_: stop.set())
+        signal.signal(s, lambda *_: order.request())
     while not stop.wait(1.0):
         pass
     path = host.stop()

@@ -80,7 +80,8 @@ def set_online_rates(learner: Learner, cfg) -> None:
 
 class OnlineLearner:
     def __init__(self, cfg, learner: Learner, offline_buffer, replay_address: str, run_dir: Path,
-                 stop_event: threading.Event | None = None, calibration=None, *, key: bytes):
+                 stop_event: threading.Event | None = None, calibration=None, *, key: bytes,
+                 incarnation: int = 0):
         from replay.auth import Rejections
         from replay.sampler import OnlineSampler, table_stats
         from replay.weights import WeightPublisher
@@ -103,6 +104,7 @@ class OnlineLearner:
                                                    rate_limiter_timeout_ms=1000, key=key,
                                                    rejections=self.rejected)
         self.publisher = WeightPublisher(replay_address, key=key)
+        self.incarnation = int(incarnation)   # restarts by the supervisor: ranks our weights above the dead one's
         self.step = 0                       # online learner steps (V+Q updates)
         (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
         self.log_file = open(self.run_dir / "logs" / "learner.jsonl", "a", buffering=1)
@@ -121,9 +123,26 @@ class OnlineLearner:
         set_online_rates(self.learner, self.cfg)
         restore_rng_state(state["rng"])
         self.step = int(state["step"])
+        self.forget_logged_steps_after(self.step)
+
+    def forget_logged_steps_after(self, step: int) -> list[dict]:
+        """A restart from a checkpoint at `step` repeats the steps after it: the rows a dead learner
+        logged for them move to logs/lost/ (learner/log_rows.py), so the logged step never goes back."""
+        from learner.log_rows import set_aside
+
+        self.log_file.close()
+        path = self.run_dir / "logs" / "learner.jsonl"
+        lost = set_aside(path, lambda r: r.get("learner_step", 0) > step)
+        self.log_file = open(path, "a", buffering=1)
+        if lost:
+            print(f"learner: {len(lost)} log rows past step {step} (lost with the last learner) moved to "
+                  f"logs/lost/learner.jsonl", flush=True)
+        return lost
 
     def publish(self) -> None:
-        self.publisher.publish(self.learner.acting_params(), version=self.step)
+        from replay.weights import publication_version
+
+        self.publisher.publish(self.learner.acting_params(), version=publication_version(self.step, self.incarnation))
 
     # ------------------------------------------------------------------ loop
     def _mixed(self, online: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

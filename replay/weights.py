@@ -34,6 +34,19 @@ logger = logging.getLogger(__name__)
 
 Params = Dict[str, np.ndarray]
 
+# A learner restarted by its supervisor goes on from its last checkpoint, i.e. from an older step than
+# subscribers have already taken. Its publications carry its incarnation above the step, so they still
+# rank above everything the dead learner published, while an old authentic item replayed by a stranger
+# on the port still ranks below (a subscriber never goes back to older weights).
+VERSION_STRIDE = 10**12
+
+
+def publication_version(step: int, incarnation: int = 0) -> int:
+    """The version of the weights published at learner `step` by the learner's `incarnation`-th restart."""
+    if not 0 <= step < VERSION_STRIDE or incarnation < 0:
+        raise ValueError(f"step {step} or incarnation {incarnation} out of range")
+    return incarnation * VERSION_STRIDE + step
+
 
 class WeightPublisher:
     """Used by the learner; `publish` is cheap enough to call every few hundred updates."""

@@ -227,6 +227,26 @@ def test_weights_newer_version_replaces_older(make_server):
     assert WeightSubscriber(address, key=KEY).poll()[0] == 3
 
 
+def test_a_restarted_learners_weights_rank_above_the_dead_ones_and_old_ones_stay_below(make_server):
+    """A learner restarted from its checkpoint publishes older steps than actors already hold; its
+    incarnation (replay/weights.py publication_version) lets them take its weights anyway."""
+    from replay.weights import VERSION_STRIDE, publication_version
+
+    assert publication_version(1500, 0) == 1500 and publication_version(1500, 2) == 2 * VERSION_STRIDE + 1500
+    with pytest.raises(ValueError):
+        publication_version(VERSION_STRIDE, 0)
+    _, address = make_server(ReplaySpec(OBS, ACT, max_size=10, min_size_to_sample=1))
+    pub, sub = WeightPublisher(address, key=KEY), WeightSubscriber(address, key=KEY)
+    pub.publish({"w": np.full(2, 1.0, np.float32)}, version=publication_version(900))   # the dead learner
+    assert sub.poll()[0] == 900
+    old = _raw_weights(address)
+    pub.publish({"w": np.full(2, 2.0, np.float32)}, version=publication_version(500, 1))  # back at step 500
+    version, params = sub.poll()
+    assert version == VERSION_STRIDE + 500 and params["w"][0] == 2.0
+    _insert_raw(address, WEIGHTS_TABLE, [old], lambda h: [c[-1:] for c in h])   # the dead one's, replayed
+    assert sub.poll() is None and sub.version == VERSION_STRIDE + 500
+
+
 def _insert_raw(address, table, columns, refs):
     """What anyone who reaches the port can do without the project's classes: insert any item."""
     import reverb

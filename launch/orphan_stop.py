@@ -1,0 +1,58 @@
+"""How a role stops when its supervisor was killed outright (SIGKILL, OOM killer).
+
+Every child of launch.finetune asks the kernel for SIGTERM on its parent's death (PR_SET_PDEATHSIG),
+so all of them get it at the same moment. The supervisor's own stop is ordered (actors first, then
+the learner and the replay's checkpoint) so that every transition an actor wrote is in the
+checkpoint. Without the supervisor, the learner and the replay server order themselves: they keep
+going (the learner keeps sampling, which the rate limiter needs for the actors' last inserts) until
+the replay's insert count has stood still for `quiet_s`, i.e. the actors have flushed and exited,
+and only then stop and checkpoint.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+
+class StopOrder:
+    """A signal handler's decision: stop now, or (parent gone) once the actors have stopped writing."""
+
+    def __init__(self, stop: threading.Event, replay_address: str | None, quiet_s: float = 2.0,
+                 limit_s: float = 60.0, say=print):
+        self.stop, self.address = stop, replay_address
+        self.quiet_s, self.limit_s, self.say = quiet_s, limit_s, say
+        self.parent_pid = os.getppid()      # taken at start, while the process that started us is alive
+        self.waiting = None
+
+    def parent_gone(self) -> bool:
+        return os.getppid() != self.parent_pid
+
+    def request(self) -> None:
+        """Call from the SIGTERM / SIGINT handler."""
+        if self.stop.is_set() or self.waiting is not None:
+            return
+        if not self.parent_gone() or not self.address:
+            self.stop.set()
+            return
+        self.waiting = threading.Thread(target=self._stop_when_quiet, name="orphan-stop", daemon=True)
+        self.waiting.start()
+
+    def _stop_when_quiet(self) -> None:
+        from replay.sampler import table_stats
+
+        self.say(f"the supervisor is gone: going on until the actors' last transitions are in "
+                 f"(no insert for {self.quiet_s:.0f} s, at most {self.limit_s:.0f} s)")
+        deadline, last, since = time.monotonic() + self.limit_s, None, time.monotonic()
+        while time.monotonic() < deadline:
+            try:
+                inserts = table_stats(self.address, timeout_s=2)["inserts"]
+            except Exception:        # the server is gone too: nothing more can arrive
+                break
+            if inserts != last:
+                last, since = inserts, time.monotonic()
+            elif time.monotonic() - since >= self.quiet_s:
+                break
+            time.sleep(0.25)
+        self.say(f"stopping with {last} transitions inserted")
+        self.stop.set()
