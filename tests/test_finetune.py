@@ -207,59 +207,26 @@ def test_interrupt_and_resume_continue_replay_and_counters(store, tmp_path, monk
     assert not processes_of(run_dir)
 
 
-def kill_role(run_dir: Path, module: str) -> int:
-    victims = [p for p in processes_of(run_dir) if f"launch.{module}" in " ".join(p.cmdline())]
-    assert victims, f"no {module} process"
-    victims[0].kill()
-    return victims[0].pid
+def test_chaos_an_actor_the_evaluator_and_the_learner_killed_at_random_times(store, tmp_path):
+    """bench/chaos.py on a tiny budget: each role SIGKILLed once, at seeded random times; the run must
+    finish with every fault survived, no step going back in the logs, no duplicated row, no process left
+    behind, and every transition the actors stepped in the replay or within the reported loss."""
+    from bench.chaos import run_chaos
 
-
-def test_learner_and_evaluator_killed_mid_run_are_restarted_and_the_loss_is_counted(store, tmp_path):
-    """The learner dies like an actor can: restarted from its checkpoint (the replay's too, which it hosts),
-    the lost stretch counted and set aside, no step going back in the logs; the evaluator likewise."""
-    with supervisor(["--config.online.total_env_steps=3000"], store, tmp_path) as proc:
-        found = {}
-
-        def checkpointed():
-            dirs = list(tmp_path.glob("finetune-*"))
-            if not dirs:
-                return False
-            found["d"] = run_dir = dirs[0]
-            replay_saved = (run_dir / "replay").exists() and any((run_dir / "replay").rglob("*.tfrecord*")) \
-                or any(p.is_file() for p in (run_dir / "replay").rglob("*")) if (run_dir / "replay").exists() else False
-            return (run_dir / "learner_checkpoint.pt").exists() and replay_saved and \
-                any('"role": "evaluator"' in line for line in
-                    ((run_dir / "logs" / "evaluator.jsonl").read_text().splitlines()
-                     if (run_dir / "logs" / "evaluator.jsonl").exists() else []))
-        wait_for(checkpointed, 300, proc, "the first learner and replay checkpoints and an evaluation")
-        run_dir = found["d"]
-        kill_role(run_dir, "evaluator")
-        wait_for(lambda: "evaluator was killed by SIGKILL; restarting" in (tmp_path / "supervisor.out").read_text(),
-                 60, proc, "the evaluator's restart")
-        time.sleep(3)                         # some work past the checkpoints, to be lost
-        kill_role(run_dir, "learner")
-        proc.wait(timeout=600)
-    out = exited_cleanly(proc, tmp_path)
+    r = run_chaos(tmp_path, ["actor", "evaluator", "learner"], seed=1, total_env_steps=4000, extra_args=TINY,
+                  env=env_for(store, tmp_path), say=lambda m: None)
+    assert len(r["faults"]) == 3, r
+    assert r["violations"] == [], r["violations"]
+    run_dir = Path(r["run_dir"])
+    out = (tmp_path / "supervisor.out").read_text()
     assert "learner was killed by SIGKILL; restarting it from its last checkpoint (1/3)" in out, out[-3000:]
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["learner_restarts"] == 1 and summary["evaluator_restarts"] >= 1
-    assert summary["env_steps"] >= 3000 and summary["learner_steps"] > 0
     (crash,) = summary["lost"]["crashes"]
-    assert crash["restored_inserts"] is not None and crash["restored_inserts"] > 0
-    # the logs never go back: learner steps strictly rise, evaluations' env steps never fall
-    steps = [json.loads(line)["learner_step"] for line in (run_dir / "logs" / "learner.jsonl").read_text().splitlines()]
-    assert steps == sorted(steps) and len(steps) == len(set(steps)), steps
-    evals = [json.loads(line) for line in (run_dir / "logs" / "evaluator.jsonl").read_text().splitlines()]
-    xs = [r["env_steps"] for r in evals]
-    assert xs == sorted(xs) and [r["env_steps"] for r in summary["evaluations"]] == xs
-    # the lost stretch is kept aside, not dropped
-    if crash["updates"] > 0:
+    assert crash["restored_inserts"] is not None      # the hosted replay came back from its checkpoint
+    assert [r["env_steps"] for r in summary["evaluations"]] == \
+        [json.loads(line)["env_steps"] for line in (run_dir / "logs" / "evaluator.jsonl").read_text().splitlines()]
+    if crash["updates"] > 0:                            # the lost stretch is kept aside, not dropped
         assert (run_dir / "logs" / "lost" / "learner.jsonl").exists()
-    # every transition the actors stepped is in the replay or counted as lost
-    not_in_replay = summary["lost"]["actor_transitions_not_in_replay"]
-    print("lost", summary["lost"])
-    assert not_in_replay >= crash["transitions"] >= 0
-    assert not processes_of(run_dir), "child processes left behind"
 
 
 def test_a_learner_that_fails_at_start_up_is_reported_in_its_own_words(store, tmp_path):
