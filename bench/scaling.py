@@ -3,6 +3,7 @@
     python -m bench.scaling                            # actors 1, 2, 4; 3000 env steps each, 1000 warm-up
     python -m bench.scaling --actors=1,2 --total_env_steps=2000 --min_replay_size=600
     python -m bench.scaling --pretrained=runs/<run>/checkpoint.pt   # skip the quick pretraining
+    python -m bench.scaling --launchers=local,ray --actors=1,2     # the Ray launcher beside the local one
 
 Runs `python -m launch.finetune` as a subprocess per actor count (configs/finetune.py:
 4 envs per actor, N = 16 implicit exploration, learner on 128 online + 128 offline rows
@@ -86,33 +87,44 @@ def run_finetune(pretrained: Path, workdir: Path, num_actors: int, total_env_ste
             "--config.wandb.mode=disabled", *extra]
     load0 = os.getloadavg()[0]
     t0 = time.time()
-    proc = subprocess.run(args, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=timeout_s)
+    proc = subprocess.Popen(args, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines, online_at = [], None
+    for line in proc.stdout:          # the supervisor says when every role is started
+        lines.append(line)
+        if online_at is None and line.startswith("=== online finetuning"):
+            online_at = time.time() - t0
+        if time.time() - t0 > timeout_s:
+            proc.kill()
+    proc.wait()
     wall = time.time() - t0
     summaries = sorted(Path(workdir).glob("*/summary.json"))
     if proc.returncode != 0 or not summaries:
         raise RuntimeError(f"launch.finetune with {num_actors} actors failed (code {proc.returncode}):\n"
-                           f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+                           f"{''.join(lines)[-5000:]}")
     run_dir = summaries[0].parent
     summary = json.loads(summaries[0].read_text())
     learner_rows = [json.loads(line) for line in (run_dir / "logs" / "learner.jsonl").read_text().splitlines()
                     if line.strip()]
     return {"summary": summary, "steady": steady_state(learner_rows), "process_wall_s": wall,
-            "load_before": load0, "load_after": os.getloadavg()[0]}
+            "start_up_s": online_at, "load_before": load0, "load_after": os.getloadavg()[0]}
 
 
 def rows(actors=(1, 2, 4), total_env_steps: int = 3000, min_replay_size: int = 1000, pretrained: str | None = None,
-         pretrain_steps: int = 300, log_interval: int = 100, progress=None, log=print) -> list[dict]:
+         pretrain_steps: int = 300, log_interval: int = 100, progress=None, log=print,
+         launchers=("local",)) -> list[dict]:
     from configs import finetune
 
     o = finetune.get_config().online
     out: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="bench_scaling_") as tmp:
         ckpt = Path(pretrained) if pretrained else make_checkpoint(Path(tmp) / "pretrain", pretrain_steps, log)
-        for i, k in enumerate(actors):   # a count may repeat (A/B runs): one work dir per run
-            r = run_finetune(ckpt, Path(tmp) / f"run{i}-actors{k}", k, total_env_steps, min_replay_size,
-                             log_interval)
+        # a count may repeat (A/B runs): one work dir per run; launchers alternate at each count
+        for i, (k, launcher) in enumerate((k, la) for k in actors for la in launchers):
+            r = run_finetune(ckpt, Path(tmp) / f"run{i}-actors{k}-{launcher}", k, total_env_steps, min_replay_size,
+                             log_interval, extra=[f"--launcher={launcher}"])
             s, st = r["summary"], r["steady"]
-            conf = (f"cpu ({os.cpu_count()} cores), launch.finetune: {k} actor(s) x {o.envs_per_actor} envs, "
+            conf = (f"cpu ({os.cpu_count()} cores), launch.finetune --launcher={launcher}: {k} actor(s) x "
+                    f"{o.envs_per_actor} envs, "
                     f"N={o.num_candidates} {o.exploration}, learner {o.online_batch_size}+{o.offline_batch_size} rows "
                     f"+ {o.mu_steps_per_update} μ steps/update, UTD {o.updates_per_env_step:g}, {total_env_steps} "
                     f"steps ({min_replay_size} warm-up); load {r['load_before']:.1f} → {r['load_after']:.1f}")
@@ -126,7 +138,9 @@ def rows(actors=(1, 2, 4), total_env_steps: int = 3000, min_replay_size: int = 1
                    row("scaling", conf, "learner time waiting for a batch", st.get("wait_fraction", float("nan")),
                        "fraction", ""),
                    row("scaling", conf, "updates per env step after warm-up", s["updates_per_env_step_after_warmup"],
-                       "updates/env step", "")]
+                       "updates/env step", ""),
+                   row("scaling", conf, "start-up: launch to every role started", r["start_up_s"] or float("nan"),
+                       "s", "dataset load, replay server, (Ray cluster), processes")]
             out += new
             if progress:
                 progress(new)
@@ -147,13 +161,15 @@ def main(argv):
     print("Other processes share the cores, so figures are noisy.\n")
     print(TABLE_HEAD, flush=True)
     rows([int(k) for k in f.actors], f.total_env_steps, f.min_replay_size, f.pretrained, f.pretrain_steps,
-         progress=lambda rs: print(format_rows(rs), flush=True))
+         progress=lambda rs: print(format_rows(rs), flush=True), launchers=tuple(f.launchers))
     print("\n" + machine_line())
 
 
 def define_flags():
     from absl import flags
     flags.DEFINE_list("actors", ["1", "2", "4"], "Actor process counts to run.")
+    flags.DEFINE_list("launchers", ["local"], "launch.finetune --launcher values, run side by side per count "
+                      "(local,ray: the Ray launcher beside the local one).")
     flags.DEFINE_integer("total_env_steps", 3000, "Online env steps per run.")
     flags.DEFINE_integer("min_replay_size", 1000, "Transitions before learning starts.")
     flags.DEFINE_integer("pretrain_steps", 300, "Steps of the quick pretraining run (without --pretrained).")

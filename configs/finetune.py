@@ -63,6 +63,7 @@ def online_defaults() -> ml_collections.ConfigDict:
     o.evaluator_restart_limit = 5      # restarts of the evaluator before the run gives up
     o.learner_restart_limit = 3        # restarts of the learner (from its last checkpoint) before the run gives up
     o.log_interval = 500               # learner steps between log lines
+    o.ray_actor_cpus = 1.0             # --launcher=ray: CPUs Ray reserves per actor (it places them by this)
     return o
 
 
@@ -78,7 +79,7 @@ def get_config():
     c.dataset = "local/hopper/medium-v1"
     # AlignIQL's aligned weights exp(−η A²) with η = +1 (Remark 4.7; the sign the paper's §5.2 calls aligned and
     # finds robust to N), not Table 3's offline choice η = −1 (exp(|η| A), AWR-like). Measured on -v1 (seed 11,
-    # 20 common episodes, docs/finetuning.md §6): the critic's advantages over μ's 16 candidates spread by only
+    # 20 common episodes, docs/finetuning.md §5): the critic's advantages over μ's 16 candidates spread by only
     # ~0.1 on Q ≈ 90, and where η = −1 leans on them the policy falls in some episodes (implicit N = 16:
     # 55.7 ± 10.9 after pretraining) while η = +1 does not (56.9 ± 0.8); the 5-seed lift at η = −1 was
     # −0.7 [−3.8, +1.9], its negative seeds all from such falls.

@@ -4,6 +4,7 @@
     python -m launch.finetune --config=configs/finetune_argmax.py # IDQL recipe 1: μ frozen, argmax exploration
     python -m launch.finetune --pretrained=runs/.../checkpoint.pt # skip pretraining
     python -m launch.finetune --resume                            # continue after Ctrl-C / SIGTERM
+    python -m launch.finetune --launcher=ray [--ray_address=auto] # the roles placed by Ray (launch/ray_roles.py)
 
 1. pretrains offline (launch.pretrain) unless --pretrained is given;
 2. starts the learner (which hosts the replay server, or with online.replay_in_learner=False
@@ -41,6 +42,10 @@ from launch.supervision import (Child, LogForwarder, LostWork, actor_transitions
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/finetune.py", "Config file (see configs/).")
 _PRETRAINED = flags.DEFINE_string("pretrained", None, "Pretraining checkpoint; skips offline pretraining.")
 _RESUME = flags.DEFINE_bool("resume", False, "Continue this run (pretraining, learner and replay) where it stopped.")
+_LAUNCHER = flags.DEFINE_enum("launcher", "local", ["local", "ray"], "local: the roles are child processes of "
+                              "this one; ray: Ray places them on a cluster (launch/ray_roles.py).")
+_RAY_ADDRESS = flags.DEFINE_string("ray_address", None, "With --launcher=ray: join this cluster ('auto' or "
+                                   "HOST:PORT); without it a local cluster on 127.0.0.1 is started.")
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,6 +76,8 @@ def check_online_config(o) -> None:
         bad("mu_lr_horizon", o.mu_lr_horizon, "the horizon is a multiple of the pretraining μ steps, at least 1")
     if o.mu_lr < 0:
         bad("mu_lr", o.mu_lr, "must be non-negative")
+    if float(o.get("ray_actor_cpus", 1.0)) < 0:
+        bad("ray_actor_cpus", o.ray_actor_cpus, "must be at least 0 (0: Ray places actors without reserving CPUs)")
     for field in ("actor_restart_limit", "evaluator_restart_limit", "learner_restart_limit"):
         if int(o.get(field, 0)) < 0:
             bad(field, o[field], "must be at least 0")
@@ -104,7 +111,7 @@ def draw_curve(evaluations: list[dict], path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def run(cfg, pretrained: str | None, resume: bool) -> dict:
+def run(cfg, pretrained: str | None, resume: bool, launcher: str = "local", ray_address: str | None = None) -> dict:
     import portpicker
 
     from data import ensure_default_dataset, load_dataset
@@ -197,18 +204,36 @@ def run(cfg, pretrained: str | None, resume: bool) -> dict:
     learner_args = ["launch.learner", *common, f"--pretrained={ckpt}", f"--stopped_file={stopped_file}"] \
         + (["--resume"] if resume else [])
     hosted = bool(o.replay_in_learner)
+    if launcher == "ray":
+        from launch.pretrain import pick_device
+        from launch.ray_roles import RayChild, start_ray
+        if ray_address and not o.allow_remote:
+            o.allow_remote = True   # actors on other nodes must reach the replay: the cluster's network is private
+            print("ray: online.allow_remote=True (actors on other nodes connect to the replay port)", flush=True)
+        per_actor = float(o.get("ray_actor_cpus", 1.0))
+        ray_info = start_ray(ray_address, num_cpus=max(os.cpu_count() or 1, 1 + int(o.num_actors) * int(per_actor)))
+        learner_gpus = 1.0 if pick_device(cfg.device).type == "cuda" else 0.0
+
+        def make_child(name, args, env=None):
+            role = name.split("_")[0]
+            return RayChild(name, args, run_dir, env, driver_node=ray_info["driver_node"],
+                            on_driver_node=role in ("learner", "replay"), num_gpus=learner_gpus if role == "learner" else 0.0,
+                            num_cpus={"learner": 1.0, "actor": per_actor}.get(role, 0.0))
+    else:
+        def make_child(name, args, env=None):
+            return Child(name, args, run_dir, env)
     # Reverb binds every interface; for a local run a preloaded shim keeps the port on loopback (replay/loopback.py)
     from replay.loopback import is_loopback, listening_addresses, loopback_env
     server_env, open_why = ({}, "online.allow_remote=True") if o.allow_remote else loopback_env(port, run_dir)
     if hosted:
-        learner = Child("learner", learner_args + ["--host_replay", *serving, "--serve_after_stop_s=600"], run_dir,
-                        env=server_env)
+        learner = make_child("learner", learner_args + ["--host_replay", *serving, "--serve_after_stop_s=600"],
+                             env=server_env)
         server = learner
     else:
-        server = Child("replay_server", ["launch.replay_server", f"--config_json={config_json}",
-                                         f"--obs_dim={dataset.obs_dim}", f"--act_dim={dataset.act_dim}",
-                                         *serving], run_dir, env=server_env)
-        learner = Child("learner", learner_args + [f"--replay_address={local_address}"], run_dir)
+        server = make_child("replay_server", ["launch.replay_server", f"--config_json={config_json}",
+                                              f"--obs_dim={dataset.obs_dim}", f"--act_dim={dataset.act_dim}",
+                                              *serving], env=server_env)
+        learner = make_child("learner", learner_args + [f"--replay_address={local_address}"])
     def wait_for_server(what: str) -> str:
         """The server's address once it is up; a server that exits first ends the run with its own words."""
         deadline = time.time() + 300
@@ -249,10 +274,10 @@ def run(cfg, pretrained: str | None, resume: bool) -> dict:
         from learner.log_rows import set_aside
         forwarder.rewound("evaluator", set_aside(run_dir / "logs" / "evaluator.jsonl",
                                                  lambda r: r.get("env_steps", 0) > start_env_steps))
-    evaluator = Child("evaluator", ["launch.evaluator", *common, f"--replay_address={local_address}",
-                                    f"--seed={cfg.seed}"], run_dir)
-    actors = [Child(f"actor_{k}", ["launch.actor", *common, f"--replay_address={address}",
-                                   f"--actor_id={k}", f"--seed={cfg.seed}"], run_dir)
+    evaluator = make_child("evaluator", ["launch.evaluator", *common, f"--replay_address={address}",
+                                         f"--seed={cfg.seed}"])
+    actors = [make_child(f"actor_{k}", ["launch.actor", *common, f"--replay_address={address}",
+                                        f"--actor_id={k}", f"--seed={cfg.seed}"])
               for k in range(int(o.num_actors))]
     for child in ([] if hosted else [learner]) + [evaluator, *actors]:
         child.start()
@@ -428,10 +453,14 @@ def run(cfg, pretrained: str | None, resume: bool) -> dict:
 def main(argv):
     del argv
     try:
-        summary = run(_CONFIG.value, _PRETRAINED.value, _RESUME.value)
+        summary = run(_CONFIG.value, _PRETRAINED.value, _RESUME.value, _LAUNCHER.value, _RAY_ADDRESS.value)
     except UserFacingError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    finally:
+        if _LAUNCHER.value == "ray":
+            from launch.ray_roles import stop_ray
+            stop_ray()
     if summary.get("stopped"):   # Ctrl-C / SIGTERM: checkpointed; a status of its own, not 0 and not an error's
         print("interrupted, resumable: continue with the same flags plus --resume", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)

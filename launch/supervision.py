@@ -35,7 +35,8 @@ def _die_with_parent():
 
 
 class Child:
-    """One role's process; its output goes to logs/<name>.out."""
+    """One role's process on this machine; its output goes to logs/<name>.out. launch/ray_roles.py
+    has the same interface for a role that Ray places on any node of a cluster."""
 
     def __init__(self, name: str, args: list[str], run_dir: Path, env: dict | None = None):
         self.name, self.args, self.run_dir = name, args, run_dir
@@ -56,6 +57,11 @@ class Child:
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit status of this start (negative: killed by that signal); None while it runs."""
+        return self.proc.returncode if self.proc is not None else None
 
     def signal_stop(self) -> None:
         if self.alive():
@@ -87,7 +93,7 @@ class Child:
 
     def exit_reason(self) -> str:
         """One line: how the process ended and, if it said, why (its last `error:` line)."""
-        code = self.proc.returncode if self.proc is not None else None
+        code = self.returncode
         how = f"was killed by {signal.Signals(-code).name}" if code is not None and code < 0 else f"exited (code {code})"
         said = [ln.strip() for ln in self.output().splitlines() if re.match(r"^\s*(\w+ ?\d*: )?error: ", ln)
                 or re.match(r"^\w+(Error|Exception): ", ln)]

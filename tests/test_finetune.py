@@ -149,7 +149,8 @@ def test_multiprocess_run_survives_a_killed_actor_and_logs_the_curve(store, tmp_
     assert not processes_of(run_dir), "child processes left behind"
 
 
-def test_interrupt_and_resume_continue_replay_and_counters(store, tmp_path, monkeypatch):
+@pytest.mark.parametrize("launcher", ["local", "ray"])
+def test_interrupt_and_resume_continue_replay_and_counters(store, tmp_path, monkeypatch, launcher):
     from launch.pretrain import train
     from tests.test_pretrain import small_config
 
@@ -160,7 +161,7 @@ def test_interrupt_and_resume_continue_replay_and_counters(store, tmp_path, monk
     pre = train(cfg, resume=False)
     ckpt = Path(pre["run_dir"]) / "checkpoint.pt"
 
-    args = [f"--pretrained={ckpt}", "--config.online.total_env_steps=100000"]
+    args = [f"--pretrained={ckpt}", "--config.online.total_env_steps=100000", f"--launcher={launcher}"]
     with supervisor(args, store, tmp_path) as proc:
         def learner_running():
             logs = list(tmp_path.glob("finetune-*/logs/learner.jsonl"))

@@ -1,0 +1,99 @@
+"""`launch.finetune --launcher=ray`: the same job with its roles placed by a real local Ray cluster
+(127.0.0.1), real Reverb and real MuJoCo; and a role on "another node" (its own copy of the run's
+files, its logs shipped back through Ray), on this one machine."""
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+pytest.importorskip("ray")
+
+from tests.test_finetune import (DATASET_ID, exited_cleanly, make_store, processes_of,  # noqa: E402
+                                 supervisor, wait_for)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return make_store(tmp_path_factory, DATASET_ID, 2000)
+
+
+def ray_processes(since: float) -> list[psutil.Process]:
+    found = []
+    for p in psutil.process_iter(["name", "cmdline", "create_time"]):
+        try:
+            cmd = " ".join(p.info["cmdline"] or []) + " " + (p.info["name"] or "")
+        except psutil.Error:
+            continue
+        if p.info["create_time"] >= since and any(k in cmd for k in ("raylet", "gcs_server", "ray::", "ray/_private")):
+            found.append(p)
+    return found
+
+
+def test_a_run_through_ray_completes_like_a_local_one_and_survives_a_killed_actor(store, tmp_path):
+    t0 = time.time()
+    with supervisor(["--launcher=ray", "--config.online.total_env_steps=2500"], store, tmp_path) as proc:
+        found = {}
+
+        def actor_stepping():
+            logs = list(tmp_path.glob("finetune-*/logs/actor_0.jsonl"))
+            if logs:
+                found["d"] = logs[0].parents[1]
+            return bool(logs) and "actor_env_steps" in logs[0].read_text()
+        wait_for(actor_stepping, 300, proc, "actor 0 to step")
+        run_dir = found["d"]
+        victims = [p for p in processes_of(run_dir) if "launch.actor" in " ".join(p.cmdline())
+                   and "--actor_id=0" in p.cmdline()]
+        assert victims
+        victims[0].kill()
+        proc.wait(timeout=600)
+    out = exited_cleanly(proc, tmp_path)
+    assert "ray: a local cluster on 127.0.0.1" in out
+    assert "actor_0 was killed by SIGKILL; restarting (1/5)" in out, out[-3000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["env_steps"] >= 2500 and summary["learner_steps"] > 0 and summary["actor_restarts"] == 1
+    assert len(summary["evaluations"]) >= 2 and (run_dir / "finetune_curve.png").stat().st_size > 1000
+    names = {p.name for p in (run_dir / "logs").iterdir()}
+    assert {"learner.jsonl", "evaluator.jsonl", "actor_0.jsonl", "actor_1.jsonl", "learner.out"} <= names
+    blob = b"".join(f.read_bytes() for f in (run_dir / "wandb").glob("offline-run-*/*.wandb"))
+    assert b"eval/score_mean" in blob
+    # the replay's insert counter only grew (the learner's log rows carry it)
+    inserts = [json.loads(line)["replay_inserts"] for line in (run_dir / "logs" / "learner.jsonl").read_text()
+               .splitlines() if "replay_inserts" in line]
+    assert inserts == sorted(inserts)
+    wait_for(lambda: not ray_processes(t0) and not processes_of(run_dir), 60, what="Ray and the roles to be gone")
+
+
+def test_a_role_on_another_node_gets_the_run_files_and_its_logs_come_back(tmp_path):
+    """The shipping path of a multi-node run, forced on one machine: the role works in its own copy."""
+    import ray
+
+    from launch.ray_roles import RayChild, start_ray, stop_ray
+
+    run_dir = tmp_path / "run"
+    (run_dir / "logs").mkdir(parents=True)
+    (run_dir / "config.json").write_text('{"x": 1}')
+    (run_dir / "run_key").write_bytes(os.urandom(32))
+    os.chmod(run_dir / "run_key", 0o600)
+    info = start_ray(None, num_cpus=1, say=lambda m: None)
+    try:
+        child = RayChild("probe", ["tests.ray_probe", f"--run_dir={run_dir}"], run_dir, driver_node=info["driver_node"],
+                         mirror=True)
+        child.start()
+        wait_for(lambda: not child.alive(), 120, what="the probe to finish")
+        assert child.returncode == 0, child.tail()
+        rows = [json.loads(line) for line in (run_dir / "logs" / "probe.jsonl").read_text().splitlines()]
+        assert [r["i"] for r in rows] == [0, 1, 2]
+        copy = Path(rows[0]["run_dir"])
+        assert copy != run_dir and rows[0]["config"] == {"x": 1} and rows[0]["key_mode"] == 0o600
+        assert "probe done" in child.output()
+        child.stop(10)
+    finally:
+        stop_ray()
+    assert not ray.is_initialized()
