@@ -125,6 +125,9 @@ def run(cfg, pretrained: str | None, resume: bool, launcher: str = "local", ray_
     check_config(cfg)
     check_online_config(cfg.online)
     o = cfg.online
+    if launcher == "ray" and ray_address and not o.allow_remote:
+        o.allow_remote = True   # actors on other nodes must reach the replay: the cluster's network is private
+        print("ray: online.allow_remote=True (actors on other nodes connect to the replay port)", flush=True)
     run_dir = pretrain.run_directory(cfg)
     state_path = run_dir / "finetune_state.json"
     if state_path.exists() and not resume:
@@ -207,9 +210,6 @@ def run(cfg, pretrained: str | None, resume: bool, launcher: str = "local", ray_
     if launcher == "ray":
         from launch.pretrain import pick_device
         from launch.ray_roles import RayChild, start_ray
-        if ray_address and not o.allow_remote:
-            o.allow_remote = True   # actors on other nodes must reach the replay: the cluster's network is private
-            print("ray: online.allow_remote=True (actors on other nodes connect to the replay port)", flush=True)
         per_actor = float(o.get("ray_actor_cpus", 1.0))
         ray_info = start_ray(ray_address, num_cpus=max(os.cpu_count() or 1, 1 + int(o.num_actors) * int(per_actor)))
         learner_gpus = 1.0 if pick_device(cfg.device).type == "cuda" else 0.0

@@ -30,14 +30,20 @@ from launch.supervision import ROOT, Child, _die_with_parent
 
 SHIPPED = ("config.json", "dataset_meta.json", "run_key")     # what a role on another node needs
 NODE_LOST = -1000                                            # returncode of a role whose node went away
+# the driver's settings that the roles read: where datasets live (the learner's, on the driver's node),
+# wandb's mode and credentials, MuJoCo's renderer
+PASSED_ENV = ("MINARI_DATASETS_PATH", "WANDB_MODE", "WANDB_API_KEY", "WANDB_DIR", "MUJOCO_GL", "HOME")
 
 
 def start_ray(address: str | None, num_cpus: int, say=print) -> dict:
     """Join the cluster at `address` ('auto' or HOST:PORT), or start a local one bound to 127.0.0.1."""
     import ray
 
-    # workers import launch.ray_roles from this repository, at the same path on every node (README)
-    runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}}
+    # Workers of a cluster started by `ray start` have that shell's environment, not ours: they get this
+    # repository on their path (at the same place on every node, README) and the settings the roles read.
+    env_vars = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
+    env_vars["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    runtime_env = {"env_vars": env_vars}
     if address:
         ray.init(address=address, log_to_driver=False, configure_logging=False, runtime_env=runtime_env)
         say(f"ray: joined the cluster at {address} ({len(ray.nodes())} nodes); its network must be private")
@@ -99,6 +105,12 @@ class RoleHost:
     def signal(self, signum: int) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signum)
+
+    def close(self) -> None:
+        """Remove this role's copy of the run (mirrored roles); its logs were shipped by the last poll."""
+        if self.mirror:
+            import shutil
+            shutil.rmtree(self.local_dir, ignore_errors=True)
 
     def pid(self) -> int:
         return self.proc.pid
@@ -194,6 +206,11 @@ class RayChild(Child):
 
         if self.host is not None:
             self._poll()
+            try:
+                if self._rc is not None and self._rc != NODE_LOST:
+                    ray.get(self.host.close.remote(), timeout=30)
+            except Exception:
+                pass
             try:
                 ray.kill(self.host)
             except Exception:

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-import stat
-import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -97,3 +96,32 @@ def test_a_role_on_another_node_gets_the_run_files_and_its_logs_come_back(tmp_pa
     finally:
         stop_ray()
     assert not ray.is_initialized()
+
+
+def test_a_two_node_cluster_runs_the_job_with_actors_working_in_their_own_copies(store, tmp_path):
+    """Two Ray nodes on this machine (ray.cluster_utils.Cluster): the job joins the cluster by address,
+    actors that may land on the second node work in a copy of the run's files and ship their logs back."""
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    cluster.add_node(num_cpus=2)
+    try:
+        copies = lambda: list(Path(tempfile.gettempdir()).glob("role-actor_*-*"))   # noqa: E731
+        before = set(copies())
+        with supervisor(["--launcher=ray", f"--ray_address={cluster.address}", "--config.online.total_env_steps=1500"],
+                        store, tmp_path) as proc:
+            wait_for(lambda: set(copies()) - before, 300, proc, "the actors' own copies of the run")
+            proc.wait(timeout=600)
+        out = exited_cleanly(proc, tmp_path)
+        assert "ray: joined the cluster" in out and "(2 nodes)" in out, out[-3000:]
+        assert "replay localhost:" not in out         # other nodes are handed this machine's name, not localhost
+        run_dir = next(tmp_path.glob("finetune-*"))
+        summary = json.loads((run_dir / "summary.json").read_text())
+        assert summary["env_steps"] >= 1500 and summary["learner_steps"] > 0 and len(summary["evaluations"]) >= 1
+        for k in (0, 1):     # shipped back through Ray: the actors did not write into run_dir themselves
+            rows = (run_dir / "logs" / f"actor_{k}.jsonl").read_text().splitlines()
+            assert rows and '"event": "stopped"' in rows[-1]
+        assert "acting with weights version" in (run_dir / "logs" / "actor_0.out").read_text()
+        assert not set(copies()) - before, "the actors' copies were left behind"
+    finally:
+        cluster.shutdown()
