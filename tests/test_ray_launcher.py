@@ -35,41 +35,17 @@ def ray_processes(since: float) -> list[psutil.Process]:
     return found
 
 
-def test_a_run_through_ray_completes_like_a_local_one_and_survives_a_killed_actor(store, tmp_path):
-    t0 = time.time()
-    with supervisor(["--launcher=ray", "--config.online.total_env_steps=2500"], store, tmp_path) as proc:
-        found = {}
-
-        def actor_stepping():
-            logs = list(tmp_path.glob("finetune-*/logs/actor_0.jsonl"))
-            if logs:
-                found["d"] = logs[0].parents[1]
-            return bool(logs) and "actor_env_steps" in logs[0].read_text()
-        wait_for(actor_stepping, 300, proc, "actor 0 to step")
-        run_dir = found["d"]
-        victims = [p for p in processes_of(run_dir) if "launch.actor" in " ".join(p.cmdline())
-                   and "--actor_id=0" in p.cmdline()]
-        assert victims
-        victims[0].kill()
-        proc.wait(timeout=600)
-    out = exited_cleanly(proc, tmp_path)
-    assert "ray: a local cluster on 127.0.0.1" in out
-    assert "actor_0 was killed by SIGKILL; restarting (1/5)" in out, out[-3000:]
-    summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["env_steps"] >= 2500 and summary["learner_steps"] > 0 and summary["actor_restarts"] == 1
-    assert len(summary["evaluations"]) >= 2 and (run_dir / "finetune_curve.png").stat().st_size > 1000
-    names = {p.name for p in (run_dir / "logs").iterdir()}
-    assert {"learner.jsonl", "evaluator.jsonl", "actor_0.jsonl", "actor_1.jsonl", "learner.out"} <= names
-    blob = b"".join(f.read_bytes() for f in (run_dir / "wandb").glob("offline-run-*/*.wandb"))
-    assert b"eval/score_mean" in blob
-    # the replay's insert counter only grew (the learner's log rows carry it)
-    inserts = [json.loads(line)["replay_inserts"] for line in (run_dir / "logs" / "learner.jsonl").read_text()
-               .splitlines() if "replay_inserts" in line]
-    assert inserts == sorted(inserts)
-    wait_for(lambda: not ray_processes(t0) and not processes_of(run_dir), 60, what="Ray and the roles to be gone")
+@pytest.fixture
+def restore_environ():
+    """ray.init sets RAY_AUTH_MODE=token and more in this process's environment; later tests start
+    their own clusters and supervisors, which must not inherit them."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
 
 
-def test_a_role_on_another_node_gets_the_run_files_and_its_logs_come_back(tmp_path):
+def test_a_role_on_another_node_gets_the_run_files_and_its_logs_come_back(tmp_path, restore_environ):
     """The shipping path of a multi-node run, forced on one machine: the role works in its own copy."""
     import ray
 
@@ -98,30 +74,49 @@ def test_a_role_on_another_node_gets_the_run_files_and_its_logs_come_back(tmp_pa
     assert not ray.is_initialized()
 
 
-def test_a_two_node_cluster_runs_the_job_with_actors_working_in_their_own_copies(store, tmp_path):
-    """Two Ray nodes on this machine (ray.cluster_utils.Cluster): the job joins the cluster by address,
-    actors that may land on the second node work in a copy of the run's files and ship their logs back."""
+def test_a_two_node_cluster_runs_the_job_like_a_local_run_and_survives_a_killed_actor(store, tmp_path, restore_environ):
+    """Two Ray nodes on this machine (ray.cluster_utils.Cluster): the job joins the cluster by address;
+    actors that may land on the second node work in a copy of the run's files and ship their logs back;
+    an actor killed mid-run is restarted; the run writes what a local run writes and leaves nothing."""
     from ray.cluster_utils import Cluster
 
+    t0 = time.time()
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     cluster.add_node(num_cpus=2)
     try:
         copies = lambda: list(Path(tempfile.gettempdir()).glob("role-actor_*-*"))   # noqa: E731
         before = set(copies())
-        with supervisor(["--launcher=ray", f"--ray_address={cluster.address}", "--config.online.total_env_steps=1500"],
+        with supervisor(["--launcher=ray", f"--ray_address={cluster.address}", "--config.online.total_env_steps=2500"],
                         store, tmp_path) as proc:
             wait_for(lambda: set(copies()) - before, 300, proc, "the actors' own copies of the run")
+            wait_for(lambda: any("actor_env_steps" in p.read_text() for p in tmp_path.glob("finetune-*/logs/actor_0.jsonl")),
+                     300, proc, "actor 0's rows to come back")
+            run_dir = next(tmp_path.glob("finetune-*"))
+            victims = [p for p in psutil.process_iter(["cmdline"]) if "launch.actor" in " ".join(p.info["cmdline"] or [])
+                       and "--actor_id=0" in (p.info["cmdline"] or []) and "role-actor_0-" in " ".join(p.info["cmdline"])]
+            assert victims, "actor 0 (in its own copy of the run) not found"
+            victims[0].kill()
             proc.wait(timeout=600)
         out = exited_cleanly(proc, tmp_path)
         assert "ray: joined the cluster" in out and "(2 nodes)" in out, out[-3000:]
         assert "replay localhost:" not in out         # other nodes are handed this machine's name, not localhost
-        run_dir = next(tmp_path.glob("finetune-*"))
+        assert "actor_0 was killed by SIGKILL; restarting (1/5)" in out, out[-3000:]
         summary = json.loads((run_dir / "summary.json").read_text())
-        assert summary["env_steps"] >= 1500 and summary["learner_steps"] > 0 and len(summary["evaluations"]) >= 1
-        for k in (0, 1):     # shipped back through Ray: the actors did not write into run_dir themselves
+        assert summary["env_steps"] >= 2500 and summary["learner_steps"] > 0 and summary["actor_restarts"] == 1
+        assert len(summary["evaluations"]) >= 2 and (run_dir / "finetune_curve.png").stat().st_size > 1000
+        names = {p.name for p in (run_dir / "logs").iterdir()}
+        assert {"learner.jsonl", "evaluator.jsonl", "actor_0.jsonl", "actor_1.jsonl", "learner.out"} <= names
+        blob = b"".join(f.read_bytes() for f in (run_dir / "wandb").glob("offline-run-*/*.wandb"))
+        assert b"eval/score_mean" in blob and b"actor/episode_return" in blob   # shipped rows reached wandb
+        for k in (0, 1):     # shipped back through Ray: the actors never wrote into run_dir themselves
             rows = (run_dir / "logs" / f"actor_{k}.jsonl").read_text().splitlines()
             assert rows and '"event": "stopped"' in rows[-1]
         assert "acting with weights version" in (run_dir / "logs" / "actor_0.out").read_text()
+        inserts = [json.loads(line)["replay_inserts"] for line in (run_dir / "logs" / "learner.jsonl").read_text()
+                   .splitlines() if "replay_inserts" in line]
+        assert inserts == sorted(inserts)             # the replay's insert counter only grew
         assert not set(copies()) - before, "the actors' copies were left behind"
+        assert not processes_of(run_dir)
     finally:
         cluster.shutdown()
+    wait_for(lambda: not ray_processes(t0), 60, what="Ray's processes to be gone")
