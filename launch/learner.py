@@ -153,7 +153,7 @@ def main(argv):
     stop, release = threading.Event(), threading.Event()
     # supervisor killed outright: train on (sampling lets the actors' last inserts through) until they are in
     order = StopOrder(stop, _REPLAY_ADDRESS.value or (f"localhost:{_PORT.value}" if _PORT.value else None),
-                      say=lambda m: print(f"learner: {m}", flush=True))
+                      say=lambda m: print(f"learner: {m}", flush=True), run_dir=_RUN_DIR.value)
 
     def on_signal(*_):   # the first signal stops training, a second one (if serving after stop) the server
         if stop.is_set():

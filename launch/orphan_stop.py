@@ -5,8 +5,9 @@ so all of them get it at the same moment. The supervisor's own stop is ordered (
 the learner and the replay's checkpoint) so that every transition an actor wrote is in the
 checkpoint. Without the supervisor, the learner and the replay server order themselves: they keep
 going (the learner keeps sampling, which the rate limiter needs for the actors' last inserts) until
-the replay's insert count has stood still for `quiet_s`, i.e. the actors have flushed and exited,
-and only then stop and checkpoint.
+the run's actors on this machine have exited (they flush on SIGTERM) and the replay's insert count
+has stood still for `quiet_s` (remote actors), and only then stop and checkpoint. Stillness alone
+is not enough on a busy machine: an actor may not be scheduled for seconds after its SIGTERM.
 """
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ class StopOrder:
     """A signal handler's decision: stop now, or (parent gone) once the actors have stopped writing."""
 
     def __init__(self, stop: threading.Event, replay_address: str | None, quiet_s: float = 2.0,
-                 limit_s: float = 60.0, say=print):
-        self.stop, self.address = stop, replay_address
+                 limit_s: float = 60.0, say=print, run_dir: str | None = None):
+        self.stop, self.address, self.run_dir = stop, replay_address, run_dir
         self.quiet_s, self.limit_s, self.say = quiet_s, limit_s, say
         self.parent_pid = os.getppid()      # taken at start, while the process that started us is alive
         self.waiting = None
@@ -51,8 +52,24 @@ class StopOrder:
                 break
             if inserts != last:
                 last, since = inserts, time.monotonic()
-            elif time.monotonic() - since >= self.quiet_s:
+            elif time.monotonic() - since >= self.quiet_s and not self._local_actors():
                 break
             time.sleep(0.25)
         self.say(f"stopping with {last} transitions inserted")
         self.stop.set()
+
+    def _local_actors(self) -> bool:
+        """Whether an actor process of this run still runs on this machine."""
+        if not self.run_dir:
+            return False
+        import psutil
+
+        mark = f"--run_dir={self.run_dir}"
+        for p in psutil.process_iter(["cmdline"]):
+            try:
+                cmd = p.info["cmdline"] or []
+            except psutil.Error:
+                continue
+            if mark in cmd and any(c == "launch.actor" for c in cmd):
+                return True
+        return False

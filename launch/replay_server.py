@@ -14,6 +14,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+from pathlib import Path
 
 from absl import flags, logging
 
@@ -41,7 +42,8 @@ def serve(cfg, obs_dim, act_dim, port, checkpoint_dir, allow_remote, address_fil
 
     stop = threading.Event()
     # supervisor killed outright: checkpoint once the actors' last transitions are in (launch/orphan_stop.py)
-    order = StopOrder(stop, host.local_address, say=lambda m: print(f"replay server: {m}", flush=True))
+    order = StopOrder(stop, host.local_address, say=lambda m: print(f"replay server: {m}", flush=True),
+                      run_dir=str(Path(checkpoint_dir).parent) if checkpoint_dir else None)   # <run>/replay
     for s in (signal.SIGINT, signal.SIGTERM):
         signal.signal(s, lambda *_: order.request())
     while not stop.wait(1.0):
