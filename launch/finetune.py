@@ -301,7 +301,7 @@ def run(cfg, pretrained: str | None, resume: bool, launcher: str = "local", ray_
         seen_step, seen_inserts = last_learner_step(run_dir / "logs"), env_steps
         if hosted:
             evaluator.stop(60)          # its rows past the restored replay go to logs/lost/ while it is down
-        address_file.unlink(missing_ok=True)
+            address_file.unlink(missing_ok=True)
         learner.start(["--resume", f"--incarnation={learner.restarts}"])
         if hosted:
             wait_for_server(f"The learner did not come back after restart {learner.restarts}")
