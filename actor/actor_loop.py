@@ -120,19 +120,27 @@ class StopRequested(BaseException):
     """
 
 
-def stop_aware_log(stop_event: threading.Event, log: Log, repeat_s: float = 30.0) -> Log:
+def stop_aware_log(stop_event: threading.Event, log: Log, repeat_s: float = 30.0, grace_s: float = 10.0) -> Log:
     """Log callback for replay calls that wait (connect back-off, rate-limited flush).
 
     Those calls invoke their log callback on every retry, which is the only
     point where an actor blocked by the rate limiter returns to Python, so
-    this is where a stop request breaks out of them. Repeats of the same kind
-    of message are shown at most every `repeat_s`.
+    this is where a stop request breaks out of them: at once when the server
+    cannot be reached, but a wait held by the rate limiter gets `grace_s` to
+    finish first, because on stop the learner samples on until the actors are
+    gone (the supervisor stops actors first; launch/orphan_stop.py), and
+    breaking out drops the transitions the server has not confirmed yet.
+    Repeats of the same kind of message are shown at most every `repeat_s`.
     """
     last: dict[str, float] = {}
+    stop_seen: list[float] = []
 
     def _log(msg: str) -> None:
         if stop_event.is_set():
-            raise StopRequested()
+            if not stop_seen:
+                stop_seen.append(time.monotonic())
+            if "rate limiter" not in msg or time.monotonic() - stop_seen[0] >= grace_s:
+                raise StopRequested()
         key = re.sub(r"[0-9.]+", "#", msg)
         now = time.monotonic()
         if now - last.get(key, -math.inf) >= repeat_s:

@@ -33,11 +33,25 @@ class StopOrder:
         """Call from the SIGTERM / SIGINT handler."""
         if self.stop.is_set() or self.waiting is not None:
             return
-        if not self.parent_gone() or not self.address:
+        if not self.address:
             self.stop.set()
             return
-        self.waiting = threading.Thread(target=self._stop_when_quiet, name="orphan-stop", daemon=True)
+        self.waiting = threading.Thread(target=self._decide, name="orphan-stop", daemon=True)
         self.waiting.start()
+
+    def _decide(self, settle_s: float = 1.0) -> None:
+        """Stop now, unless the parent is gone. The parent-death signal can come before we see a new
+        parent: when the supervisor is killed, the thread that started us may die first while its
+        other threads still run, and we are handed to one of them (the same pid) and signalled; the
+        new parent (init or a subreaper) shows only once the whole process is gone. So look again
+        for up to `settle_s` before taking a SIGTERM for an orderly one."""
+        deadline = time.monotonic() + settle_s
+        while not self.parent_gone() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if self.parent_gone():
+            self._stop_when_quiet()
+        else:
+            self.stop.set()
 
     def _stop_when_quiet(self) -> None:
         from replay.sampler import table_stats
