@@ -83,7 +83,8 @@ def online_section(c, onl: dict, ds_info: dict, figures: Path, online: dict) -> 
     k = int(c.pretrain.final_eval_episodes)
     method_labels = labels(c)
     L = ["## Online finetuning: after pretraining → at the end", "",
-          f"Argmax extraction (N = {online['num_candidates']}), the papers' evaluation policy. \"After "
+          f"Each recipe is judged by its own evaluation policy (N = {online['num_candidates']}): argmax for "
+          f"μ frozen + argmax, the implicit policy for μ finetuned + implicit. \"After "
           f"pretraining\" and \"at the end\" are the final evaluations ({k} episodes, the same environment and "
           f"candidate seeds for both) of the pretrained checkpoint and of the learner's last checkpoint; the "
           f"next-to-last column gives the finetuning run's own evaluator, first → last evaluation "
