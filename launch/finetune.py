@@ -234,6 +234,7 @@ def run(cfg, pretrained: str | None, resume: bool, launcher: str = "local", ray_
                                               f"--obs_dim={dataset.obs_dim}", f"--act_dim={dataset.act_dim}",
                                               *serving], env=server_env)
         learner = make_child("learner", learner_args + [f"--replay_address={local_address}"])
+
     def wait_for_server(what: str) -> str:
         """The server's address once it is up; a server that exits first ends the run with its own words."""
         deadline = time.time() + 300
