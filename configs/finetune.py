@@ -82,7 +82,9 @@ def get_config():
     # 20 common episodes, docs/finetuning.md §5): the critic's advantages over μ's 16 candidates spread by only
     # ~0.1 on Q ≈ 90, and where η = −1 leans on them the policy falls in some episodes (implicit N = 16:
     # 55.7 ± 10.9 after pretraining) while η = +1 does not (56.9 ± 0.8); the 5-seed lift at η = −1 was
-    # −0.7 [−3.8, +1.9], its negative seeds all from such falls.
+    # −0.7 [−3.8, +1.9], its negative seeds all from such falls. The 5-seed lift at η = +1 then gave −1.8 [−5.2, +1.3],
+    # its negative seeds falls too (docs/lift.md): the seeds do not tell the two signs apart, and the default keeps
+    # the paper's aligned sign rather than moving again on noise.
     c.eta = 1.0
     # Pretraining long enough for the critic to approach its fixed point: on the default data, Q on dataset
     # transitions reached 46 % / 72 % / 85 % of their discounted return-to-go after 10k / 20k / 30k steps
