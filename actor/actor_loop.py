@@ -120,7 +120,7 @@ class StopRequested(BaseException):
     """
 
 
-def stop_aware_log(stop_event: threading.Event, log: Log, repeat_s: float = 30.0, grace_s: float = 10.0) -> Log:
+def stop_aware_log(stop_event: threading.Event, log: Log, repeat_s: float = 30.0, grace_s: float = 3.0) -> Log:
     """Log callback for replay calls that wait (connect back-off, rate-limited flush).
 
     Those calls invoke their log callback on every retry, which is the only
@@ -129,7 +129,9 @@ def stop_aware_log(stop_event: threading.Event, log: Log, repeat_s: float = 30.0
     cannot be reached, but a wait held by the rate limiter gets `grace_s` to
     finish first, because on stop the learner samples on until the actors are
     gone (the supervisor stops actors first; launch/orphan_stop.py), and
-    breaking out drops the transitions the server has not confirmed yet.
+    breaking out drops the transitions the server has not confirmed yet (a
+sampling learner clears the ≤ 32 pending in well under a second; a learner
+that no longer samples must not hold the actor's shutdown much longer).
     Repeats of the same kind of message are shown at most every `repeat_s`.
     """
     last: dict[str, float] = {}
