@@ -156,9 +156,10 @@ class LogForwarder:
 class LostWork:
     """What one learner crash cost, from the last figures seen before it and those restored after it.
 
-    `updates` counts from the learner's last log row (every online.log_interval steps) and
-    `transitions` from the supervisor's last reading of the replay (every second), so the true loss
-    may exceed them by up to log_interval updates and one second of actor steps.
+    `updates` is exact (the learner's step counter, written after every update, against the step it
+    came back at); `transitions` counts from the supervisor's last reading of the replay (every
+    second), so it may miss up to one second of actor steps; the run's exact total of transitions
+    that did not reach the replay is summary.json's lost.actor_transitions_not_in_replay.
     """
     restored_step: int
     updates: int
@@ -181,7 +182,13 @@ def restored_figures(learner_output: str) -> tuple[int, int | None]:
 
 
 def last_learner_step(logs_dir: Path) -> int:
-    return max((r.get("learner_step", 0) for r in complete_rows(logs_dir / "learner.jsonl")), default=0)
+    """The step a dead learner reached: exact from its step counter (learner/online.py StepCounter),
+    else its last log row."""
+    from learner.online import STEP_COUNTER_NAME, StepCounter
+
+    logged = max((r.get("learner_step", 0) for r in complete_rows(logs_dir / "learner.jsonl")), default=0)
+    counted = StepCounter.read(logs_dir / STEP_COUNTER_NAME)
+    return max(logged, counted or 0)
 
 
 def actor_transitions(logs_dir: Path) -> int:

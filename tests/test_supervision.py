@@ -39,3 +39,19 @@ def test_restored_figures_read_what_the_restarted_learner_said():
         pass
     else:
         raise AssertionError("a learner that has not said where it resumed must not be read as step 0")
+
+
+def test_a_killed_learners_exact_step_is_read_from_its_counter_not_its_last_log_row(tmp_path):
+    import subprocess
+    import sys
+
+    from learner.online import STEP_COUNTER_NAME
+    # another process writes steps 1..1234 and is SIGKILLed by itself: no log row after step 1000
+    write(tmp_path / "learner.jsonl", [{"learner_step": 500}, {"learner_step": 1000}])
+    code = ("import os, signal, sys; from pathlib import Path; from learner.online import StepCounter\n"
+            f"c = StepCounter(Path({str(tmp_path / STEP_COUNTER_NAME)!r}))\n"
+            "[c.write(s) for s in range(1, 1235)]\n"
+            "os.kill(os.getpid(), signal.SIGKILL)\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=str(__import__("pathlib").Path(__file__).parents[1]))
+    assert proc.returncode == -9
+    assert last_learner_step(tmp_path) == 1234
