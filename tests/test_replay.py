@@ -441,8 +441,10 @@ def test_actor_waits_for_learner_and_close_can_give_up(make_server):
 
     # The learner samples: the actor is released. Once the writer is done the
     # limiter stops the sampler too, which ends the iteration after 1 s.
+    # Sample until every item is in: the writer's add returns with up to flush_every (1) item still
+    # unconfirmed, and a close() with no timeout waits for it, so stopping at "add returned" could hang.
     for n, _ in enumerate(OnlineSampler(address, 2, rate_limiter_timeout_ms=1000, key=KEY)):
-        if not t.is_alive() or n > 200:
+        if (not t.is_alive() and table_stats(address)["inserts"] >= 20) or n > 200:
             break
     t.join(timeout=5)
     assert not t.is_alive() and w.num_added == 20
