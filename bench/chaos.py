@@ -59,7 +59,7 @@ def rows_of(path: Path) -> list[str]:
 
 
 def run_chaos(workdir: Path, faults: list[str], seed: int, total_env_steps: int, extra_args: list[str],
-              env: dict | None = None, say=print) -> dict:
+              env: dict | None = None, say=print, gap_s: tuple[float, float] = (4.0, 12.0)) -> dict:
     """One run with `faults` (role names) killed at random times; returns figures and violations."""
     rng = random.Random(seed)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -80,7 +80,7 @@ def run_chaos(workdir: Path, faults: list[str], seed: int, total_env_steps: int,
             time.sleep(0.5)
         t0 = time.time()
         for role in faults:
-            time.sleep(rng.uniform(4.0, 12.0))         # past a checkpoint (every 5 s in TINY) most times
+            time.sleep(rng.uniform(*gap_s))            # past a checkpoint (every 5 s in TINY) most times
             victims = processes_of(run_dir, role)
             if proc.poll() is not None or not victims:
                 say(f"  no {role} to kill at {time.time() - t0:.0f} s (run over?)")
