@@ -15,6 +15,12 @@ def get_config() -> ml_collections.ConfigDict:
     c.device = "auto"                     # "auto" (CUDA when present), "cpu", "cuda", "cuda:1"
     c.workdir = "runs"                    # run directory: runs/<name>-<dataset>-s<seed>
     c.num_threads = 0                     # torch CPU threads; 0 = torch's default
+    # How the learner's iteration reaches the device (learner/fast_path.py): "eager" (the reference),
+    # "compile" (torch.compile'd objectives), "graph" / "graph+compile" (the whole iteration replayed
+    # as a CUDA graph; CUDA only). Eager stays the default until `python -m bench.gpu_check` has passed
+    # on a GPU (no GPU has run this project yet; docs/performance.md).
+    c.learner_step = "eager"
+    c.matmul_precision = "auto"           # "auto": TF32 ("high") on CUDA, "highest" on CPU; or highest|high|medium
 
     # ---- data ----
     c.dataset = "local/hopper/medium-v0"  # Minari dataset id, or a path to a legacy D4RL .hdf5 file

@@ -76,6 +76,7 @@ def run(cfg, replay_address: str | None, run_dir: Path, pretrained: str | None, 
     from data import load_dataset
     from data.rewards import RewardTransform, reward_transform_for
     from launch.pretrain import pick_device
+    from learner.fast_path import set_matmul_precision
     from learner.agent import Learner
     from learner.calibration import DatasetCalibration
     from learner.online import set_online_rates
@@ -84,6 +85,7 @@ def run(cfg, replay_address: str | None, run_dir: Path, pretrained: str | None, 
 
     torch.set_num_threads(cfg.num_threads or 1)
     device = pick_device(cfg.device)
+    set_matmul_precision(cfg.matmul_precision, device)
     dataset = load_dataset(cfg.dataset, env_id=cfg.env_id or None, check_env=False)
     replay_host = None
     if host is not None:

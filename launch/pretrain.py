@@ -108,6 +108,7 @@ def train(cfg, resume: bool, run_dir: Path | None = None) -> dict:
     from learner.calibration import DatasetCalibration, describe
     from learner.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
     from learner.config_check import check_config
+    from learner.fast_path import PretrainStep, set_matmul_precision
     from learner.nonfinite import NonFiniteWatch
     from learner.offline_buffer import OfflineBuffer
     from launch.run_logger import RunLogger, format_duration
@@ -116,6 +117,7 @@ def train(cfg, resume: bool, run_dir: Path | None = None) -> dict:
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     device = pick_device(cfg.device)
+    set_matmul_precision(cfg.matmul_precision, device)
     run_dir = Path(run_dir) if run_dir is not None else run_directory(cfg)
     ckpt_path = run_dir / "checkpoint.pt"
     if ckpt_path.exists() and not resume:
@@ -157,16 +159,16 @@ def train(cfg, resume: bool, run_dir: Path | None = None) -> dict:
     total = max(cfg.num_critic_steps, cfg.num_actor_steps)
     batch_size = max(cfg.critic_batch_size, cfg.actor_batch_size)
     watch = NonFiniteWatch(device, step)     # NaN / inf: summed on the device, read when logging or saving
+    # sample, update, observe, advance the schedules: eager, compiled or a CUDA graph (learner/fast_path.py)
+    learner_step = PretrainStep(learner, buffer, batch_size, watch, cfg.learner_step)
     learner.train(True)
     t_last, step_last = time.time(), step
     print(f"training {cfg.algorithm} for {total} steps (critic {cfg.num_critic_steps}, actor "
           f"{cfg.num_actor_steps}) -> {run_dir}", flush=True)
     try:
         while step < total:
-            batch = buffer.sample(batch_size)
-            metrics = learner.update(batch, train_actor=learner.actor_steps < cfg.num_actor_steps,
-                                     train_critic=learner.critic_steps < cfg.num_critic_steps)
-            watch.observe(metrics)
+            metrics = learner_step(train_actor=learner.actor_steps < cfg.num_actor_steps,
+                                   train_critic=learner.critic_steps < cfg.num_critic_steps)
             step += 1
             at_log = step % cfg.log_interval == 0 or step == total
             at_ckpt = step % cfg.checkpoint_interval == 0 or step == total

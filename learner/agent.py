@@ -16,6 +16,7 @@ import math
 import torch
 from torch import nn
 
+from learner.fast_path import portable_optimizer_state
 from learner.losses import multiplier_losses, value_loss
 from networks.diffusion import DiffusionBehavior
 from networks.mlp import GaussianActor, MultiplierNet
@@ -97,64 +98,89 @@ class Learner:
         self.critic_steps = 0
         self.actor_steps = 0
 
-    # ------------------------------------------------------------------ updates
-    def update_value_and_critic(self, obs, act, reward, next_obs, mask) -> dict[str, torch.Tensor]:
-        cfg = self.cfg
-        # V: generalised IQL value loss on the *target* critic's min-Q of dataset actions
-        # (AlignIQL Eq. 1 / IDQL Eq. 6).
+    # ------------------------------------------------------------------ objectives
+    # Pure functions of the batch and the networks (no optimiser step, no counter), so that
+    # `compile_objectives` can hand each to torch.compile and a CUDA graph can capture them.
+    def value_objective(self, obs, act):
+        """Generalised IQL value loss on the *target* critic's min-Q of dataset actions (AlignIQL Eq. 1 / IDQL Eq. 6)."""
         with torch.no_grad():
             q_target = self.critic_target(obs, act)
         v = self.value(obs)
-        v_loss = value_loss(cfg.critic_loss, q_target - v, cfg.tau, cfg.exp_alpha)
-        self.value_opt.zero_grad(set_to_none=True)
-        v_loss.backward()
-        self.value_opt.step()
+        return value_loss(self.cfg.critic_loss, q_target - v, self.cfg.tau, self.cfg.exp_alpha), v, q_target
 
-        # Q: MSE to r + γ·mask·V(s') with the freshly updated V, no target V (AlignIQL Eq. 2).
+    def critic_objective(self, obs, act, reward, next_obs, mask):
+        """MSE to r + γ·mask·V(s') with the freshly updated V, no target V (AlignIQL Eq. 2); heads summed."""
         with torch.no_grad():
-            td_target = reward + cfg.discount * mask * self.value(next_obs)
+            td_target = reward + self.cfg.discount * mask * self.value(next_obs)
         qs = self.critic.all_heads(obs, act)                      # [heads, B]
-        q_loss = (qs - td_target).square().mean(dim=1).sum()
-        self.critic_opt.zero_grad(set_to_none=True)
-        q_loss.backward()
-        self.critic_opt.step()
-        ema_update(self.critic_target, self.critic, cfg.target_ema)
-        self.critic_steps += 1
-        return {"loss/value": v_loss.detach(), "loss/critic": q_loss.detach(),
-                "stats/v_mean": v.detach().mean(), "stats/q_mean": qs.detach().min(0).values.mean(),
-                "stats/adv_mean": (q_target - v.detach()).mean()}
+        return (qs - td_target).square().mean(dim=1).sum(), qs
 
-    def update_behavior(self, obs, act) -> dict[str, torch.Tensor]:
-        """One denoising step on μ (IDQL Eq. 4), then its EMA copy (rate 0.001)."""
-        loss = self.behavior.loss(obs, act)
-        self.behavior_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.behavior_opt.step()
-        self.schedulers["behavior"].step()
-        ema_update(self.behavior_ema, self.behavior, self.cfg.diffusion.ema)
-        self.actor_steps += 1
-        return {"loss/behavior": loss.detach()}
+    def behavior_objective(self, obs, act):
+        """One denoising loss on μ (IDQL Eq. 4)."""
+        return self.behavior.loss(obs, act)
 
-    def update_actor_awr(self, obs, act) -> dict[str, torch.Tensor]:
-        """IQL's advantage-weighted regression (AlignIQL Eq. 3), weights exp(β·A) capped at 100."""
+    def awr_objective(self, obs, act):
+        """IQL's advantage-weighted regression (AlignIQL Eq. 3), weights exp(β·A) capped."""
         with torch.no_grad():
             adv = self.critic_target(obs, act) - self.value(obs)
             weight = torch.exp(self.cfg.iql.temperature * adv).clamp(max=self.cfg.iql.max_weight)
-        loss = -(weight * self.actor.log_prob(obs, act)).mean()
-        self.actor_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.actor_opt.step()
-        self.schedulers["actor"].step()
-        self.actor_steps += 1
-        return {"loss/actor": loss.detach(), "stats/awr_weight": weight.mean()}
+        return -(weight * self.actor.log_prob(obs, act)).mean(), weight
 
-    def update_multipliers(self, obs, act) -> dict[str, torch.Tensor]:
-        """AlignIQL-hard dual step (Eq. 11); E_{a~μ} estimated with the dataset's actions."""
+    def multiplier_objective(self, obs, act):
+        """AlignIQL-hard dual losses (Eq. 11); E_{a~μ} estimated with the dataset's actions."""
         with torch.no_grad():
             q = self.critic_target(obs, act)
             v = self.value(obs)
         alpha_s, beta_s = self.alpha_net(obs), self.beta_net(obs)
         loss_alpha, loss_beta = multiplier_losses(alpha_s, beta_s, q, v)
+        return loss_alpha, loss_beta, alpha_s, beta_s
+
+    def compile_objectives(self, **compile_kwargs) -> None:
+        """Replace each objective by its torch.compile'd version (fewer, fused kernels; same math).
+
+        The optimiser steps stay eager: fused Adam is already one kernel per optimiser.
+        """
+        for name in ("value_objective", "critic_objective", "behavior_objective", "awr_objective",
+                     "multiplier_objective"):
+            setattr(self, name, torch.compile(getattr(self, name), **compile_kwargs))
+
+    # ------------------------------------------------------------------ device steps
+    # What a step does on the device: objective, backward, optimiser, EMA. The host-side
+    # bookkeeping (learning-rate schedules, step counters) is in `advance`, outside what a CUDA
+    # graph captures: a captured `scheduler.step()` would replay one fixed learning rate forever.
+    def value_and_critic_step(self, obs, act, reward, next_obs, mask) -> dict[str, torch.Tensor]:
+        v_loss, v, q_target = self.value_objective(obs, act)
+        self.value_opt.zero_grad(set_to_none=True)
+        v_loss.backward()
+        self.value_opt.step()
+
+        q_loss, qs = self.critic_objective(obs, act, reward, next_obs, mask)
+        self.critic_opt.zero_grad(set_to_none=True)
+        q_loss.backward()
+        self.critic_opt.step()
+        ema_update(self.critic_target, self.critic, self.cfg.target_ema)
+        return {"loss/value": v_loss.detach(), "loss/critic": q_loss.detach(),
+                "stats/v_mean": v.detach().mean(), "stats/q_mean": qs.detach().min(0).values.mean(),
+                "stats/adv_mean": (q_target - v.detach()).mean()}
+
+    def behavior_step(self, obs, act) -> dict[str, torch.Tensor]:
+        """μ's denoising step, then its EMA copy (rate 0.001)."""
+        loss = self.behavior_objective(obs, act)
+        self.behavior_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.behavior_opt.step()
+        ema_update(self.behavior_ema, self.behavior, self.cfg.diffusion.ema)
+        return {"loss/behavior": loss.detach()}
+
+    def awr_step(self, obs, act) -> dict[str, torch.Tensor]:
+        loss, weight = self.awr_objective(obs, act)
+        self.actor_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.actor_opt.step()
+        return {"loss/actor": loss.detach(), "stats/awr_weight": weight.mean()}
+
+    def multiplier_step(self, obs, act) -> dict[str, torch.Tensor]:
+        loss_alpha, loss_beta, alpha_s, beta_s = self.multiplier_objective(obs, act)
         self.alpha_opt.zero_grad(set_to_none=True)
         self.beta_opt.zero_grad(set_to_none=True)
         (loss_alpha + loss_beta).backward()      # each loss reaches only its own network (Eq. 11 split)
@@ -167,22 +193,57 @@ class Learner:
         return {"loss/multiplier_alpha": loss_alpha.detach(), "loss/multiplier_beta": loss_beta.detach(),
                 "stats/alpha_mean": alpha_s.detach().mean(), "stats/beta_mean": beta_s.detach().mean()}
 
-    def update(self, batch: dict[str, torch.Tensor], train_actor: bool = True,
-               train_critic: bool = True) -> dict[str, torch.Tensor]:
-        """One learner step on one batch: actor rows are the whole batch, critic rows its first part."""
-        cb = self.cfg.critic_batch_size
+    def device_update(self, batch: dict[str, torch.Tensor], train_actor: bool = True,
+                      train_critic: bool = True) -> dict[str, torch.Tensor]:
+        """One learner iteration's device work: actor rows are the whole batch, critic rows its first part.
+
+        Per step, on the same batch (ALGORITHM.md): μ (or the Gaussian actor), then V, then Q and its
+        target, then the AlignIQL-hard multipliers.
+        """
+        cb, ab = self.cfg.critic_batch_size, self.cfg.actor_batch_size
         obs, act = batch["obs"], batch["act"]
         metrics: dict[str, torch.Tensor] = {}
         if train_actor:
-            if self.algorithm == "iql":
-                metrics |= self.update_actor_awr(obs[: self.cfg.actor_batch_size], act[: self.cfg.actor_batch_size])
-            else:
-                metrics |= self.update_behavior(obs[: self.cfg.actor_batch_size], act[: self.cfg.actor_batch_size])
+            step = self.awr_step if self.algorithm == "iql" else self.behavior_step
+            metrics |= step(obs[:ab], act[:ab])
         if train_critic:
-            metrics |= self.update_value_and_critic(obs[:cb], act[:cb], batch["reward"][:cb],
-                                                    batch["next_obs"][:cb], batch["mask"][:cb])
+            metrics |= self.value_and_critic_step(obs[:cb], act[:cb], batch["reward"][:cb],
+                                                  batch["next_obs"][:cb], batch["mask"][:cb])
             if self.algorithm == "aligniql_hard":
-                metrics |= self.update_multipliers(obs[:cb], act[:cb])
+                metrics |= self.multiplier_step(obs[:cb], act[:cb])
+        return metrics
+
+    def advance(self, actor_steps: int = 0, critic_steps: int = 0) -> None:
+        """The host side of `actor_steps` actor and `critic_steps` critic steps: schedules and counters."""
+        for _ in range(actor_steps):
+            self.schedulers["actor" if self.algorithm == "iql" else "behavior"].step()
+        self.actor_steps += actor_steps
+        self.critic_steps += critic_steps
+
+    # ------------------------------------------------------------------ eager updates (device step + bookkeeping)
+    def update_value_and_critic(self, obs, act, reward, next_obs, mask) -> dict[str, torch.Tensor]:
+        metrics = self.value_and_critic_step(obs, act, reward, next_obs, mask)
+        self.advance(critic_steps=1)
+        return metrics
+
+    def update_behavior(self, obs, act) -> dict[str, torch.Tensor]:
+        metrics = self.behavior_step(obs, act)
+        self.advance(actor_steps=1)
+        return metrics
+
+    def update_actor_awr(self, obs, act) -> dict[str, torch.Tensor]:
+        metrics = self.awr_step(obs, act)
+        self.advance(actor_steps=1)
+        return metrics
+
+    def update_multipliers(self, obs, act) -> dict[str, torch.Tensor]:
+        return self.multiplier_step(obs, act)
+
+    def update(self, batch: dict[str, torch.Tensor], train_actor: bool = True,
+               train_critic: bool = True) -> dict[str, torch.Tensor]:
+        """One eager learner step: `device_update`, then `advance`."""
+        metrics = self.device_update(batch, train_actor, train_critic)
+        self.advance(actor_steps=int(train_actor), critic_steps=int(train_critic))
         return metrics
 
     # ------------------------------------------------------------------ acting
@@ -202,7 +263,8 @@ class Learner:
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
         return {"modules": {k: m.state_dict() for k, m in self.modules.items()},
-                "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+                # float learning rates, capturable off: a checkpoint of the CUDA-graph path loads anywhere
+                "optimizers": {k: portable_optimizer_state(o.state_dict()) for k, o in self.optimizers.items()},
                 "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
                 "critic_steps": self.critic_steps, "actor_steps": self.actor_steps}
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from errors import ConfigError
 from learner.agent import ALGORITHMS
+from learner.fast_path import LEARNER_STEPS
 from networks.extraction import MODES, WEIGHTINGS
 
 CRITIC_LOSSES = ("expectile", "quantile", "exponential")
@@ -75,6 +76,10 @@ def check_config(c) -> None:
     if c.eval.weighting == "align_hard" and c.algorithm != "aligniql_hard":
         bad("eval.weighting", c.eval.weighting, "align_hard weights need the multiplier networks of "
             "algorithm=aligniql_hard")
+    if c.learner_step not in LEARNER_STEPS:
+        bad("learner_step", c.learner_step, f"choose one of {', '.join(LEARNER_STEPS)}")
+    if c.matmul_precision not in ("auto", "highest", "high", "medium"):
+        bad("matmul_precision", c.matmul_precision, "choose auto, highest, high or medium")
     if c.reward_scale not in ("auto", "none"):
         bad("reward_scale", c.reward_scale, "choose 'auto' or 'none'")
     if c.wandb.mode not in ("auto", "online", "offline", "disabled"):

@@ -28,6 +28,7 @@ import torch
 
 from errors import UserFacingError
 from learner.agent import Learner, cosine_decay
+from learner.fast_path import CapturedStep, check_learner_step, make_capturable, set_lr
 from learner.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
 from learner.nonfinite import NonFiniteWatch
 from learner.online_feed import OnlineFeed
@@ -105,7 +106,7 @@ def set_online_rates(learner: Learner, cfg) -> None:
         sched.lr_lambdas = [lambda _: 1.0]
     for sched in learner.schedulers.values():
         for group, base_lr, factor in zip(sched.optimizer.param_groups, sched.base_lrs, sched.lr_lambdas):
-            group["lr"] = base_lr * factor(sched.last_epoch)
+            set_lr(group, base_lr * factor(sched.last_epoch))
 
 
 class OnlineLearner:
@@ -187,20 +188,55 @@ class OnlineLearner:
                 "next_obs": torch.cat([online["next_observation"], off["next_obs"]]),
                 "mask": torch.cat([online["discount"], off["mask"]])}
 
-    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def _device_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """One online iteration's device work on a mixed batch (no schedule, no counter: `_advance`)."""
         learner, o = self.learner, self.o
-        metrics = learner.update_value_and_critic(batch["obs"], batch["act"], batch["reward"],
-                                                  batch["next_obs"], batch["mask"])
+        metrics = learner.value_and_critic_step(batch["obs"], batch["act"], batch["reward"],
+                                                batch["next_obs"], batch["mask"])
         if o.finetune_mu and learner.algorithm != "iql":
             for k in range(int(o.mu_steps_per_update)):
                 # fresh offline rows for each μ step, the same online rows (the limiter counts samples)
                 b = batch if k == 0 else self._mixed_from(batch)
-                metrics |= learner.update_behavior(b["obs"], b["act"])
+                metrics |= learner.behavior_step(b["obs"], b["act"])
         elif o.finetune_mu and learner.algorithm == "iql":
-            metrics |= learner.update_actor_awr(batch["obs"], batch["act"])
+            metrics |= learner.awr_step(batch["obs"], batch["act"])
         if learner.algorithm == "aligniql_hard":
-            metrics |= learner.update_multipliers(batch["obs"], batch["act"])
+            metrics |= learner.multiplier_step(batch["obs"], batch["act"])
         return metrics
+
+    def _actor_steps_per_update(self) -> int:
+        if not self.o.finetune_mu:
+            return 0
+        return 1 if self.learner.algorithm == "iql" else int(self.o.mu_steps_per_update)
+
+    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """One eager online iteration on a mixed batch (the reference for the captured one)."""
+        metrics = self._device_step(batch)
+        self.learner.advance(actor_steps=self._actor_steps_per_update(), critic_steps=1)
+        return metrics
+
+    def _online_step(self, watch) -> "callable":
+        """online rows -> metrics (observed by `watch`, schedules advanced), by `cfg.learner_step`."""
+        how = self.cfg.learner_step
+        check_learner_step(how, self.device)
+        if "compile" in how:
+            self.learner.compile_objectives()
+
+        def device_step(online):
+            metrics = self._device_step(self._mixed(online))
+            watch.observe(metrics)
+            return metrics
+
+        captured = None
+        if "graph" in how:
+            make_capturable(self.learner.optimizers, self.device)
+            captured = CapturedStep(device_step)   # online rows copied into its static inputs each replay
+
+        def step(online):
+            metrics = captured(online) if captured is not None else device_step(online)
+            self.learner.advance(actor_steps=self._actor_steps_per_update(), critic_steps=1)
+            return metrics
+        return step
 
     def _candidate_advantages(self, online: dict[str, torch.Tensor], rows: int = 64) -> dict[str, float]:
         """calibration/{online,offline}_{max,mean}_adv at N = online.num_candidates (learner/calibration.py)."""
@@ -228,6 +264,7 @@ class OnlineLearner:
         held_last = self._table_stats(self.address)["learner_waiting_ms"]
         feed = OnlineFeed(self._make_sampler, self.device, depth=int(o.prefetch_batches))
         watch = NonFiniteWatch(self.device, self.step)   # NaN / inf: summed on the device, read at log / save
+        online_step = self._online_step(watch)
         diverged = f"The learner stopped; its last good checkpoint in {self.run_dir} is intact."
         waited = 0.0
         t_last, step_last, last_ckpt = time.time(), self.step, time.monotonic()
@@ -238,8 +275,7 @@ class OnlineLearner:
                 waited += time.perf_counter() - t0
                 if online is None:
                     continue
-                metrics = self.train_step(self._mixed(online))
-                watch.observe(metrics)
+                metrics = online_step(online)
                 self.step += 1
                 self.step_counter.write(self.step)
                 if self.step % o.publish_interval == 0:

@@ -82,13 +82,13 @@ def test_learner_never_trains_on_a_strangers_transitions_and_logs_how_many_it_dr
                                 np.zeros(200, np.float32), torch.device("cpu"))
         loop = OnlineLearner(cfg, Learner(cfg, OBS, ACT, torch.device("cpu")), offline, address, tmp_path, key=KEY)
         trained_on = []
-        train_step = loop.train_step
+        device_step = loop._device_step
 
         def spy(batch):   # the online rows of every batch an update step gets (they come first)
             n = o.online_batch_size
             trained_on.append(_rows(*(batch[k][:n].numpy() for k in ("obs", "act", "reward", "next_obs", "mask"))))
-            return train_step(batch)
-        loop.train_step = spy
+            return device_step(batch)
+        loop._device_step = spy
         assert loop.run(max_steps=20) == 20
     finally:
         server.stop()
