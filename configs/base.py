@@ -80,6 +80,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.eval = ml_collections.ConfigDict()
     c.eval.interval = 250_000             # learner steps between evaluations
     c.eval.episodes = 50
+    c.eval.background = "auto"            # pretraining: evaluate snapshots in another process while the learner
+                                          #   trains; "auto" = when the learner is on CUDA; "on" | "off"
     c.eval.modes = ("argmax",)            # any of "argmax", "implicit"
     c.eval.num_candidates = (16, 64, 256) # N values to evaluate
     c.eval.weighting = ""                 # "" = the algorithm's own; or align | align_hard | expectile |

@@ -61,22 +61,23 @@ def load_offline_data(cfg):
     return dataset, transform, env_fn
 
 
-def evaluate_all(learner, cfg, dataset, env_fn, device, step: int, reward_transform=None) -> dict[str, float]:
+def evaluate_all(policy_for, cfg, dataset, env_fn, device, step: int, reward_transform=None) -> dict[str, float]:
     """One evaluation per (mode, N): raw return, normalised score, alignment gap and, given the
-    reward transform, the critic's calibration on the actions taken (Q − the return that followed)."""
+    reward transform, the critic's calibration on the actions taken (Q − the return that followed).
+
+    `policy_for(mode, N)` builds the acting policy (the learner's `acting_policy` in this process, or
+    rebuilt acting networks in the evaluation process, launch/eval_worker.py).
+    """
     from actor.evaluator import evaluate
     from data.goals import scores_by_success
 
-    learner.train(False)
     out: dict[str, float] = {}
     by_success = scores_by_success(dataset.domain)      # AntMaze: score = success rate in % (data/goals.py)
     has_ref = dataset.ref_min_score is not None and dataset.ref_max_score is not None
     combos = [("gaussian", 1)] if cfg.algorithm == "iql" else [
         (mode, int(n)) for mode in cfg.eval.modes for n in cfg.eval.num_candidates]
     for mode, n in combos:
-        policy = learner.acting_policy(weighting=cfg.eval.weighting or None, mode=mode, num_candidates=n) \
-            if mode != "gaussian" else learner.acting_policy()
-        result = evaluate(policy, env_fn, cfg.eval.episodes, seed=cfg.seed + cfg.eval.seed_offset,
+        result = evaluate(policy_for(mode, n), env_fn, cfg.eval.episodes, seed=cfg.seed + cfg.eval.seed_offset,
                           device=device, max_episode_steps=cfg.eval.max_episode_steps,
                           normalize=dataset.normalized_score if has_ref and not by_success else None,
                           reward_transform=reward_transform, discount=cfg.discount if reward_transform else None,
@@ -84,8 +85,16 @@ def evaluate_all(learner, cfg, dataset, env_fn, device, step: int, reward_transf
         tag = f"eval/{mode}_N{n}" if mode != "gaussian" else "eval/gaussian"
         for key, value in result.summary().items():
             out[f"{tag}/{key}"] = value
-    learner.train(True)
     return out
+
+
+def learner_policies(learner, cfg):
+    """policy_for(mode, N) over the learner's own networks (eval mode while they act)."""
+    def policy_for(mode: str, n: int):
+        if mode == "gaussian":
+            return learner.acting_policy()
+        return learner.acting_policy(weighting=cfg.eval.weighting or None, mode=mode, num_candidates=n)
+    return policy_for
 
 
 def print_eval(metrics: dict[str, float], step: int) -> None:
@@ -109,6 +118,7 @@ def train(cfg, resume: bool, run_dir: Path | None = None) -> dict:
     from learner.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
     from learner.config_check import check_config
     from learner.fast_path import PretrainStep, set_matmul_precision
+    from launch.eval_worker import BackgroundEvaluation, evaluates_in_background
     from learner.nonfinite import NonFiniteWatch
     from learner.offline_buffer import OfflineBuffer
     from launch.run_logger import RunLogger, format_duration
@@ -161,6 +171,27 @@ def train(cfg, resume: bool, run_dir: Path | None = None) -> dict:
     watch = NonFiniteWatch(device, step)     # NaN / inf: summed on the device, read when logging or saving
     # sample, update, observe, advance the schedules: eager, compiled or a CUDA graph (learner/fast_path.py)
     learner_step = PretrainStep(learner, buffer, batch_size, watch, cfg.learner_step)
+    # evaluations: here, stopping the learner, or of snapshots in another process (launch/eval_worker.py)
+    background = None
+    if evaluates_in_background(cfg.eval.background, device):
+        background = BackgroundEvaluation(cfg, dataset.obs_dim, dataset.act_dim)
+    calibration_at: dict[int, dict] = {}     # the critic's calibration at each snapshot's step
+
+    def record(at: int, results: dict) -> None:
+        results |= calibration_at.pop(at, {})
+        logger.log(results, at)
+        history.append({"step": at, **results})
+        print_eval({k: v for k, v in results.items() if k.startswith("eval/")}, at)
+        print(f"  [eval @ {at}] {describe(results)}", flush=True)
+
+    def finish_evaluations(wait: bool) -> None:
+        if background is None:
+            return
+        if wait and background.pending:
+            print(f"waiting for the evaluations of steps {background.pending} ...", flush=True)
+        for at, results in background.collect(wait=wait):
+            record(at, results)
+
     learner.train(True)
     t_last, step_last = time.time(), step
     print(f"training {cfg.algorithm} for {total} steps (critic {cfg.num_critic_steps}, actor "
@@ -189,12 +220,19 @@ def train(cfg, resume: bool, run_dir: Path | None = None) -> dict:
                 print(f"step {step:>8}/{total} | {rate:7.1f} steps/s | left {format_duration((total - step) / rate)}"
                       f" | {losses}", flush=True)
             if step % cfg.eval.interval == 0 or step == total:
-                results = evaluate_all(learner, cfg, dataset, env_fn, device, step, reward_transform=transform)
-                results |= calibration.measure(learner)
-                logger.log(results, step)
-                history.append({"step": step, **results})
-                print_eval({k: v for k, v in results.items() if k.startswith("eval/")}, step)
-                print(f"  [eval @ {step}] {describe(results)}", flush=True)
+                if background is not None:
+                    calibration_at[step] = calibration.measure(learner)
+                    background.submit(step, learner.acting_params())
+                else:
+                    learner.train(False)
+                    results = evaluate_all(learner_policies(learner, cfg), cfg, dataset, env_fn, device, step,
+                                           reward_transform=transform)
+                    learner.train(True)
+                    record(step, results | calibration.measure(learner))
+            if at_log:
+                finish_evaluations(wait=False)
+            if step == total or (stopping and stop["signal"] is None):
+                finish_evaluations(wait=True)     # the history a checkpoint keeps is complete
             if at_ckpt or stopping:
                 checkpoint()
             if stopping:
@@ -204,6 +242,10 @@ def train(cfg, resume: bool, run_dir: Path | None = None) -> dict:
                 return {"step": step, "stopped": True, "interrupted": stop["signal"] is not None,
                         "run_dir": str(run_dir), "history": history}
     finally:
+        if background is not None:
+            dropped = background.close()
+            if dropped:
+                print(f"evaluations of steps {dropped} were not finished and are not in the history", flush=True)
         logger.close()
         for s, h in old_handlers.items():
             signal.signal(s, h)

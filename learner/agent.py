@@ -115,9 +115,9 @@ class Learner:
         qs = self.critic.all_heads(obs, act)                      # [heads, B]
         return (qs - td_target).square().mean(dim=1).sum(), qs
 
-    def behavior_objective(self, obs, act):
-        """One denoising loss on μ (IDQL Eq. 4)."""
-        return self.behavior.loss(obs, act)
+    def behavior_objective(self, obs, act, t=None, noise=None):
+        """One denoising loss on μ (IDQL Eq. 4); timesteps and noise drawn inside unless given."""
+        return self.behavior.loss(obs, act, t, noise)
 
     def awr_objective(self, obs, act):
         """IQL's advantage-weighted regression (AlignIQL Eq. 3), weights exp(β·A) capped."""
@@ -163,9 +163,9 @@ class Learner:
                 "stats/v_mean": v.detach().mean(), "stats/q_mean": qs.detach().min(0).values.mean(),
                 "stats/adv_mean": (q_target - v.detach()).mean()}
 
-    def behavior_step(self, obs, act) -> dict[str, torch.Tensor]:
+    def behavior_step(self, obs, act, t=None, noise=None) -> dict[str, torch.Tensor]:
         """μ's denoising step, then its EMA copy (rate 0.001)."""
-        loss = self.behavior_objective(obs, act)
+        loss = self.behavior_objective(obs, act, t, noise)
         self.behavior_opt.zero_grad(set_to_none=True)
         loss.backward()
         self.behavior_opt.step()

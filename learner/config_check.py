@@ -78,6 +78,8 @@ def check_config(c) -> None:
             "algorithm=aligniql_hard")
     if c.learner_step not in LEARNER_STEPS:
         bad("learner_step", c.learner_step, f"choose one of {', '.join(LEARNER_STEPS)}")
+    if c.eval.background not in ("auto", "on", "off"):
+        bad("eval.background", c.eval.background, "choose auto, on or off")
     if c.matmul_precision not in ("auto", "highest", "high", "medium"):
         bad("matmul_precision", c.matmul_precision, "choose auto, highest, high or medium")
     if c.reward_scale not in ("auto", "none"):

@@ -90,15 +90,19 @@ class DiffusionBehavior(nn.Module):
         self.register_buffer("alphas", alphas)
         self.register_buffer("alpha_bars", torch.cumprod(alphas, dim=0))
 
-    def loss(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    def loss(self, obs: torch.Tensor, actions: torch.Tensor, t: torch.Tensor | None = None,
+             noise: torch.Tensor | None = None) -> torch.Tensor:
         """IDQL Eq. 4: ‖ε − ε_θ(√ᾱ_t a + √(1−ᾱ_t) ε, s, t)‖², t ~ U{1..T}.
 
         Squared error summed over action dimensions, averaged over the batch.
-        Index t here is 0-based (0..T-1) into the schedule.
+        Index t here is 0-based (0..T-1) into the schedule. `t` and `noise` are drawn here unless
+        given (bench.gpu_check gives both devices the same draws).
         """
         b = actions.shape[0]
-        t = torch.randint(0, self.num_steps, (b,), device=actions.device)
-        noise = torch.randn_like(actions)
+        if t is None:
+            t = torch.randint(0, self.num_steps, (b,), device=actions.device)
+        if noise is None:
+            noise = torch.randn_like(actions)
         ab = self.alpha_bars[t].unsqueeze(-1)
         noisy = ab.sqrt() * actions + (1 - ab).sqrt() * noise
         pred = self.noise_net(noisy, obs, t)

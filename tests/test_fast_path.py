@@ -128,3 +128,21 @@ def test_the_graph_path_needs_cuda_and_bad_settings_are_named():
         check_config(cfg)
     assert set_matmul_precision("auto", CPU) == "highest"
     assert torch.get_float32_matmul_precision() == "highest"
+
+
+def test_gpu_check_runs_and_says_what_it_could_not_check_here():
+    # The script that verifies the GPU path must itself work before a GPU is at hand.
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-m", "bench.gpu_check", "--quick", "--paths=eager,graph",
+                          "--sizes=aligniql_hard"], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.splitlines()
+    for check in ("cpu_vs_cuda", "checkpoint", "cuda_to_actor", "graph_vs_eager"):
+        assert any(line.startswith(("SKIP", "PASS")) and check in line for line in lines), out.stdout
+    eager = next(line for line in lines if line.startswith("aligniql_hard") and " eager " in line)
+    assert float(eager.split()[2]) > 0 and "min" in eager
+    assert any("graph" in line and "SKIP" in line for line in lines)

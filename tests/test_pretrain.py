@@ -148,3 +148,25 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(store, tmp_pa
     assert ckpt["step"] == 20
     assert all(torch.isfinite(t).all() for m in ckpt["learner"]["modules"].values() for t in m.values()
                if t.is_floating_point())
+
+
+def test_background_evaluation_gives_the_same_history_while_the_learner_trains_on(store, tmp_path, monkeypatch):
+    # The evaluation process gets the acting weights of each evaluation step and plays the same
+    # seeded episodes: its scores must equal the learner's own evaluations of the same run, and a run
+    # stopped and resumed with it must keep every evaluation up to its stop.
+    from launch.pretrain import train
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(store))
+    here = train(small_config(tmp_path / "here", **{"eval.background": "off"}), resume=False)
+    away = train(small_config(tmp_path / "away", **{"eval.background": "on"}), resume=False)
+    assert [h["step"] for h in away["history"]] == [h["step"] for h in here["history"]] == [20, 40]
+    for a, b in zip(away["history"], here["history"]):
+        scores = [k for k in a if k.startswith("eval/")]
+        assert scores and all(a[k] == pytest.approx(b[k], rel=1e-5, abs=1e-6) for k in scores)
+        assert a["calibration/q_data"] == pytest.approx(b["calibration/q_data"])
+    stopped = train(small_config(tmp_path / "split", stop_after_steps=20, **{"eval.background": "on"}), resume=False)
+    assert [h["step"] for h in stopped["history"]] == [20]
+    resumed = train(small_config(tmp_path / "split", **{"eval.background": "on"}), resume=True)
+    assert [h["step"] for h in resumed["history"]] == [20, 40]
+    logged = [json.loads(line) for line in (tmp_path / "away").glob("*/metrics.jsonl").__next__().read_text().splitlines()]
+    assert sorted(r["learner_step"] for r in logged if any(k.startswith("eval/") for k in r)) == [20, 40]
