@@ -116,7 +116,12 @@ def step_gemms(cfg, obs_dim: int, act_dim: int) -> dict[str, list[Gemm]]:
 
 
 def gemm_runner(gemms: Sequence[Gemm], device: torch.device, dtype=torch.float32) -> Callable[[], None]:
-    """A function that runs every product once, back to back, on preallocated operands."""
+    """A function that runs every product once, back to back, on preallocated operands, by the
+    route the learner's layers use (on a CPU: networks.linear's, oneDNN by default)."""
+    from networks.linear import cpu_matmul_in_force
+
+    if device.type == "cpu" and dtype == torch.float32 and cpu_matmul_in_force() == "onednn":
+        return onednn_gemm_runner(gemms)
     ops = []
     for g in gemms:
         if g.batch:
@@ -133,6 +138,19 @@ def gemm_runner(gemms: Sequence[Gemm], device: torch.device, dtype=torch.float32
     def run() -> None:
         for f, a, b, c in ops:
             f(a, b, out=c)
+    return run
+
+
+def onednn_gemm_runner(gemms: Sequence[Gemm]) -> Callable[[], None]:
+    """`gemm_runner` through oneDNN: a @ b as linear(a, bᵀ) over a transposed view (no copy), per member."""
+    ops = []
+    for g in gemms:
+        for _ in range(max(1, g.batch)):
+            ops.append((torch.randn(g.m, g.k), torch.randn(g.k, g.n).t()))
+
+    def run() -> None:
+        for a, w in ops:
+            torch.ops.mkldnn._linear_pointwise(a, w, None, "none", [], "")
     return run
 
 
@@ -167,12 +185,19 @@ def seconds_per_call(fn: Callable[[], object], device: torch.device, seconds: fl
 
 
 def profile_gemms(fn: Callable[[], object]) -> tuple[int, int]:
-    """(number of GEMM calls, their FLOPs) that torch.profiler sees in one call of `fn`."""
+    """(number of GEMM calls, their FLOPs) that torch.profiler sees in one call of `fn`.
+
+    Counted on torch's default route (the profiler gives FLOPs for aten's GEMMs only); which
+    products a step runs does not depend on the route.
+    """
     from torch.profiler import ProfilerActivity, profile
 
-    fn()
-    with profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:
+    from networks.linear import cpu_matmul
+
+    with cpu_matmul("aten"):
         fn()
+        with profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:
+            fn()
     calls = flops = 0
     for e in prof.key_averages():
         if e.key in GEMM_OPS:

@@ -77,6 +77,7 @@ def run(cfg, replay_address: str | None, run_dir: Path, pretrained: str | None, 
     from data.rewards import RewardTransform, reward_transform_for
     from launch.pretrain import pick_device
     from learner.fast_path import set_matmul_precision
+    from networks.linear import set_cpu_matmul
     from learner.agent import Learner
     from learner.calibration import DatasetCalibration
     from learner.online import set_online_rates
@@ -86,6 +87,7 @@ def run(cfg, replay_address: str | None, run_dir: Path, pretrained: str | None, 
     torch.set_num_threads(cfg.num_threads or 1)
     device = pick_device(cfg.device)
     set_matmul_precision(cfg.matmul_precision, device)
+    set_cpu_matmul(cfg.cpu_matmul)
     dataset = load_dataset(cfg.dataset, env_id=cfg.env_id or None, check_env=False)
     replay_host = None
     if host is not None:

@@ -118,6 +118,7 @@ def train(cfg, resume: bool, run_dir: Path | None = None) -> dict:
     from learner.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
     from learner.config_check import check_config
     from learner.fast_path import PretrainStep, set_matmul_precision
+    from networks.linear import set_cpu_matmul
     from launch.eval_worker import BackgroundEvaluation, evaluates_in_background
     from learner.nonfinite import NonFiniteWatch
     from learner.offline_buffer import OfflineBuffer
@@ -128,6 +129,7 @@ def train(cfg, resume: bool, run_dir: Path | None = None) -> dict:
         torch.set_num_threads(cfg.num_threads)
     device = pick_device(cfg.device)
     set_matmul_precision(cfg.matmul_precision, device)
+    set_cpu_matmul(cfg.cpu_matmul)
     run_dir = Path(run_dir) if run_dir is not None else run_directory(cfg)
     ckpt_path = run_dir / "checkpoint.pt"
     if ckpt_path.exists() and not resume:

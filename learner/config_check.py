@@ -80,6 +80,8 @@ def check_config(c) -> None:
         bad("learner_step", c.learner_step, f"choose one of {', '.join(LEARNER_STEPS)}")
     if c.eval.background not in ("auto", "on", "off"):
         bad("eval.background", c.eval.background, "choose auto, on or off")
+    if c.cpu_matmul not in ("onednn", "aten"):
+        bad("cpu_matmul", c.cpu_matmul, "choose onednn or aten")
     if c.matmul_precision not in ("auto", "highest", "high", "medium"):
         bad("matmul_precision", c.matmul_precision, "choose auto, highest, high or medium")
     if c.reward_scale not in ("auto", "none"):

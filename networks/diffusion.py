@@ -13,6 +13,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from networks.linear import Linear
+
 
 def vp_beta_schedule(num_steps: int) -> torch.Tensor:
     """Variance-preserving schedule (Song et al.), as IDQL uses it.
@@ -45,8 +47,8 @@ class ResidualBlock(nn.Module):
         super().__init__()
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.norm = nn.LayerNorm(width)
-        self.fc1 = nn.Linear(width, inner)
-        self.fc2 = nn.Linear(inner, width)
+        self.fc1 = Linear(width, inner)
+        self.fc2 = Linear(inner, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.fc2(F.silu(self.fc1(self.norm(self.dropout(x)))))
@@ -60,10 +62,10 @@ class LNResNet(nn.Module):
                  num_blocks: int = 3, dropout: float = 0.1, time_dim: int = 64):
         super().__init__()
         self.time_features = FourierFeatures(time_dim)
-        self.time_mlp = nn.Sequential(nn.Linear(time_dim, 2 * time_dim), nn.Mish(), nn.Linear(2 * time_dim, time_dim))
-        self.inp = nn.Linear(act_dim + obs_dim + time_dim, width)
+        self.time_mlp = nn.Sequential(Linear(time_dim, 2 * time_dim), nn.Mish(), Linear(2 * time_dim, time_dim))
+        self.inp = Linear(act_dim + obs_dim + time_dim, width)
         self.blocks = nn.ModuleList(ResidualBlock(width, inner, dropout) for _ in range(num_blocks))
-        self.out = nn.Linear(width, act_dim)
+        self.out = Linear(width, act_dim)
 
     def forward(self, noisy_action: torch.Tensor, obs: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """t: one step per row [rows], or a single step [1] shared by every row (sampling)."""

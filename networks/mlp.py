@@ -12,6 +12,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from networks.linear import Linear, ensemble_linear
+
 
 class EnsembleLinear(nn.Module):
     """`num_members` independent linear layers evaluated with one batched matmul."""
@@ -27,7 +29,7 @@ class EnsembleLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x: [members, batch, in] -> [members, batch, out]
-        return torch.baddbmm(self.bias, x, self.weight)
+        return ensemble_linear(x, self.weight, self.bias)
 
 
 def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, activation=nn.ReLU,
@@ -40,12 +42,12 @@ def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, activation=nn.ReLU,
     layers: list[nn.Module] = []
     last = in_dim
     for h in hidden:
-        layers.append(nn.Linear(last, h))
+        layers.append(Linear(last, h))
         if layer_norm:
             layers.append(nn.LayerNorm(h))
         layers.append(activation())
         last = h
-    layers.append(nn.Linear(last, out_dim))
+    layers.append(Linear(last, out_dim))
     return nn.Sequential(*layers)
 
 
