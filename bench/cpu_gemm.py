@@ -15,7 +15,7 @@ preallocated operands, and prints GFLOP/s and the ratio to the default, all in t
   inductor          torch.compile(mode="max-autotune") of the same chain with Inductor's C++ GEMM
                     templates allowed (max_autotune_gemm_backends="CPP,ATEN"), chosen per shape by timing
 
-Measured here (2026-12-02, one thread, beside another job on the second core): aten 89.7, oneDNN
+Measured here (2026-12-02, AMD EPYC with AVX-512, one thread, beside another job on the second core): aten 89.7, oneDNN
 202.0 (x2.25), inductor 89.7 GFLOP/s (x1.00: autotuning kept ATen's kernels).
 """
 from __future__ import annotations
@@ -26,6 +26,7 @@ import time
 
 import torch
 
+from bench.learner_throughput import cpu_model
 from bench.matmul_bound import behavior_gemms, gemm_runner, onednn_gemm_runner, seconds_per_call
 from networks.linear import cpu_matmul
 from configs import idql_locomotion
@@ -59,7 +60,7 @@ def main(argv=None) -> None:
     gemms = [g for g in behavior_gemms(cfg, cfg.actor_batch_size, 11, 3) if not g.batch]
     flops = sum(g.flops for g in gemms)
     cpu = torch.device("cpu")
-    print(f"torch {torch.__version__}, {args.threads} thread(s), MKL_ENABLE_INSTRUCTIONS="
+    print(f"torch {torch.__version__}, {cpu_model()}, {args.threads} thread(s), MKL_ENABLE_INSTRUCTIONS="
           f"{os.environ.get('MKL_ENABLE_INSTRUCTIONS', '(unset)')}; IDQL μ step: {len(gemms)} GEMMs, "
           f"{flops / 1e9:.2f} GFLOP", flush=True)
     def aten_runner():

@@ -29,10 +29,20 @@ from configs import base, quickstart
 from learner.agent import Learner
 
 
+def cpu_model() -> str:
+    """The CPU's model name (the fastest CPU GEMM route depends on the vendor: bench.cpu_gemm)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "unknown CPU")
+    except OSError:
+        return "unknown CPU"
+
+
 def machine_line() -> str:
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     cuda = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
-    return (f"torch {torch.__version__}, {torch.get_num_threads()} torch thread(s), {os.cpu_count()} CPU cores, "
+    return (f"torch {torch.__version__}, {torch.get_num_threads()} torch thread(s), {os.cpu_count()} CPU cores "
+            f"({cpu_model()}), "
             f"CUDA: {cuda}, load average {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} (1 / 5 / 15 min)")
 
 
