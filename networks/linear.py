@@ -53,6 +53,13 @@ def _onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
     return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
 
 
+def _onednn_applies(x: torch.Tensor) -> bool:
+    """float32 on the CPU, outside autocast (bf16 acting keeps torch's bf16 products) and outside
+    torch.compile (which picks its own kernels)."""
+    return (_use_onednn and x.device.type == "cpu" and x.dtype == torch.float32
+            and not torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling())
+
+
 class _OneDNNLinear(torch.autograd.Function):
     """y = x Wᵀ + b on 2-D x; dX = dY W and dW = dYᵀ X as oneDNN linears over transposed views."""
 
@@ -76,8 +83,7 @@ class Linear(nn.Linear):
     """nn.Linear with oneDNN products on the CPU (see the module docstring)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not (_use_onednn and x.device.type == "cpu" and x.dtype == torch.float32
-                and self.weight.dtype == torch.float32) or torch.compiler.is_compiling():
+        if not _onednn_applies(x) or self.weight.dtype != torch.float32:
             return F.linear(x, self.weight, self.bias)
         lead = x.shape[:-1]
         y = _OneDNNLinear.apply(x.reshape(-1, x.shape[-1]).contiguous(), self.weight, self.bias)
@@ -108,6 +114,6 @@ class _OneDNNEnsembleLinear(torch.autograd.Function):
 def ensemble_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """x [members, batch, in] @ weight [members, in, out] + bias [members, 1, out]: oneDNN on the CPU
     (one product per member), one batched product elsewhere."""
-    if not (_use_onednn and x.device.type == "cpu" and x.dtype == torch.float32) or torch.compiler.is_compiling():
+    if not _onednn_applies(x) or weight.dtype != torch.float32:
         return torch.baddbmm(bias, x, weight)
     return _OneDNNEnsembleLinear.apply(x.contiguous(), weight, bias)

@@ -89,3 +89,12 @@ def test_aten_route_is_plain_nn_linear_and_state_dicts_are_unchanged():
                        torch.full((1, 1, 1), 2.0))
     with pytest.raises(Exception, match="config.cpu_matmul"):
         set_cpu_matmul("mkl")
+
+
+def test_autocast_keeps_its_bfloat16_products():
+    # actors may sample μ under bf16 autocast (online.actor_mu_dtype): the oneDNN float32 route must
+    # not silently take those products back to float32
+    layer = Linear(8, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert layer(torch.randn(3, 8)).dtype == torch.bfloat16
+        assert ensemble_linear(torch.randn(2, 3, 8), torch.randn(2, 8, 4), torch.randn(2, 1, 4)).dtype == torch.bfloat16
