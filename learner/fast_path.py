@@ -118,7 +118,9 @@ class CapturedStep:
             return out
         self.static_inputs = {k: v.clone() for k, v in inputs.items()} if inputs is not None else None
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
+        # thread_local: the online feed's thread keeps copying batches to the device during the
+        # capture; the default ("global") would fail that thread's CUDA calls while capturing
+        with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
             self.outputs = self.fn(self.static_inputs)
         self.graph.replay()
         return self.outputs
