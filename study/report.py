@@ -18,6 +18,7 @@ from study.reading import reading_section
 from study.records import bc_records, dataset_info, measured_rates, offline_records, online_records
 from study.runner import machine_info
 from study.tables import aggregate_section, offline_section, online_section
+from study.verdicts import verdicts_section
 
 
 def bandit_section(out_dir: Path) -> list[str]:
@@ -68,8 +69,8 @@ def write_report(c, root: Path, out_dir: Path, pre_runs: list[Run], ft_runs: lis
     # ---- budget ----
     base = apply(load_config_file(pre.base_config), budgets.flat(pre.extra))
     wall_total = sum(i.get("wall_s", 0.0) for i in inv)
-    wall_pre = sum(p.get("wall_s", 0.0) for i in inv for p in i.get("phases", []) if p["label"] == "pretraining")
-    wall_ft = sum(p.get("wall_s", 0.0) for i in inv for p in i.get("phases", []) if p["label"] == "finetuning")
+    wall_pre = sum(p.get("wall_s", 0.0) for i in inv for p in i.get("phases", []) if p["label"].startswith("pretraining"))
+    wall_ft = sum(p.get("wall_s", 0.0) for i in inv for p in i.get("phases", []) if p["label"].startswith("finetuning"))
     wall_fe = sum(p.get("wall_s", 0.0) for i in inv for p in i.get("phases", [])
                   if p["label"].startswith("final evaluation"))
     mach = inv[-1]["machine"] if inv else machine_info()
@@ -111,6 +112,7 @@ def write_report(c, root: Path, out_dir: Path, pre_runs: list[Run], ft_runs: lis
     L += offline_section(c, off, ds_info, figures)
     L += online_section(c, onl, ds_info, figures, online)
     L += aggregate_section(c, off, onl)
+    L += verdicts_section(c, off, onl, ds_info)
     L += reading_section(c, off, onl, pre_runs, ds_info, base)
     failed = [r.name for r in pre_runs + ft_runs if not r.done()]
     if failed:

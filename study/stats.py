@@ -80,6 +80,24 @@ def paired_difference_ci(a, b, reps: int = REPS, size: float = CI_SIZE,
     return _interval(a - b, np.mean, reps, size, seed)
 
 
+def ragged_mean_ci(by_task: dict, reps: int = REPS, size: float = CI_SIZE,
+                   seed: int = 0) -> tuple[float, float, float] | None:
+    """(mean over tasks of each task's mean, lower, upper) for {task: [values]} with any number of runs per
+    task: a stratified bootstrap (runs resampled within their task, rliable's scheme) that keeps every
+    run where `balanced` would drop the seeds some task lacks. A task with one run contributes it fixed."""
+    groups = [np.asarray(v, dtype=np.float64) for v in by_task.values() if len(v)]
+    if not groups:
+        return None
+    point = float(np.mean([g.mean() for g in groups]))
+    rng = np.random.default_rng(seed)
+    stats = np.zeros(reps)
+    for g in groups:
+        stats += rng.choice(g, size=(reps, g.size), replace=True).mean(axis=1)
+    stats /= len(groups)
+    alpha = (1.0 - size) / 2
+    return point, float(np.quantile(stats, alpha)), float(np.quantile(stats, 1.0 - alpha))
+
+
 def balanced(by_task: dict) -> tuple[np.ndarray, list]:
     """{task: {seed: score}} -> (runs × tasks matrix over the seeds every task has, those seeds).
 

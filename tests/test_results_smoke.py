@@ -46,6 +46,11 @@ def test_tiny_study_writes_tables_and_figures(study):
     assert "## Offline pretraining: the last checkpoint" in text
     assert "## Online finetuning: after pretraining → at the end" in text
     assert "## Reproducing the papers' tables (GPU, real D4RL data)" in text
+    questions = text.split("## The study's four questions")[1].split("## Reading the numbers")[0]
+    for q in ("**1. Value-guided extraction − BC**", "**2. Methods above the behaviour data**",
+              "**3. Finetuning: after − before**", "**4. Alignment gap"):
+        assert q in questions
+    assert "datasets, " in questions and " runs |" in questions      # pooled cells were computed
     for label in ("IQL (Gaussian + AWR)", "IDQL (greedy argmax-Q)", "AlignIQL η=+1", "AlignIQL η=−1",
                   "AlignIQL-hard"):
         row = next(line for line in text.splitlines() if line.startswith("| hopper-results-tiny") and label in line)
@@ -54,7 +59,10 @@ def test_tiny_study_writes_tables_and_figures(study):
                    if line.startswith("| hopper-results-tiny | AlignIQL η=−1 | ")]
     assert {"argmax", "implicit"} <= {r.split("|")[3].strip() for r in online_rows}, online_rows
     assert all("not run" not in r for r in online_rows), online_rows
-    assert "wall time (measured)" in text
+    wall = next(line for line in text.splitlines() if line.startswith("| wall time (measured)"))
+    # phases are labelled per unit ("pretraining (seed 0, ...)"): each phase's time must be counted
+    assert float(wall.split("pretraining ")[1].split(" min")[0]) > 0, wall
+    assert float(wall.split("finetuning ")[1].split(" min")[0]) > 0, wall
     slug = DATASET_ID.replace("/", "_")
     for name in (f"offline_{slug}.png", f"online_{slug}_argmax.png", f"online_{slug}_implicit.png", "bandit.png"):
         png = docs / "figures" / name

@@ -59,3 +59,14 @@ def test_balanced_keeps_seeds_every_task_has():
     assert seeds == [] and x.size == 0
     assert stats.fmt_iqm(x) == "n/a"
     assert stats.fmt_iqm(np.full((2, 1), 3.0), reps=50) == "3.0 [3.0, 3.0]"
+
+
+def test_ragged_mean_ci_keeps_every_run_and_resamples_within_tasks():
+    from study.stats import ragged_mean_ci
+
+    # task a: runs 1 and 3 (resampled means 1, 2 or 3); task b: one run, 5, fixed.
+    point, lo, hi = ragged_mean_ci({"a": [1.0, 3.0], "b": [5.0]})
+    assert point == 3.5                                   # mean of the task means (2 and 5)
+    assert 3.0 <= lo < point < hi <= 4.0                  # (1+5)/2 .. (3+5)/2, both ends reachable
+    assert ragged_mean_ci({"a": [2.0], "b": [4.0]}) == (3.0, 3.0, 3.0)
+    assert ragged_mean_ci({}) is None
