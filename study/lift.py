@@ -91,10 +91,19 @@ def evaluate_pair(run_dir: Path, episodes: int) -> dict:
     scores = [r["score_mean"] for r in curve if r.get("score_mean") is not None]
     if scores:
         out["curve"] = {"first": scores[0], "peak": max(scores), "last": scores[-1], "points": len(scores)}
+    successes = [(r["env_steps"], r["success_rate"]) for r in curve if r.get("success_rate") is not None]
+    if successes:
+        out["success_curve"] = successes
     return out
 
 
-def report(rows: list[dict], episodes: int, config: str, extra: list[str], note: str) -> str:
+def steps_to(curve: list, threshold: float) -> float | None:
+    """Environment steps until the in-run success rate first reaches `threshold` (None: never)."""
+    return next((float(steps) for steps, rate in curve if rate >= threshold), None)
+
+
+def report(rows: list[dict], episodes: int, config: str, extra: list[str], note: str,
+           success_threshold: float = 0.8) -> str:
     before = [r["pretrained"]["score_mean"] for r in rows]
     after = [r["final"]["score_mean"] for r in rows]
     mean, lo, hi = paired_difference_ci(after, before)
@@ -118,12 +127,32 @@ def report(rows: list[dict], episodes: int, config: str, extra: list[str], note:
         curve = f"{c['first']:.1f} → {c['peak']:.1f} → {c['last']:.1f}" if c else "n/a"
         lines.append(f"| {r['seed']} | {r['pretrained']['score_mean']:.1f} ± {r['pretrained']['score_std']:.1f} | "
                      f"{r['final']['score_mean']:.1f} ± {r['final']['score_std']:.1f} | {lift:+.1f} | {curve} | {cal} |")
+    if all("success_rate" in r["pretrained"] and "success_rate" in r["final"] for r in rows):
+        lines += success_lines(rows, success_threshold)
     lines += ["", "± is the standard deviation over episodes. The in-run curve is the evaluator's during the run "
               "(its own seeds, the same at every point). The last column is the critic's error on the actions "
               "the policy took (Q minus the discounted return that followed, in the learner's reward scale)."]
     if note:
         lines += ["", f"Note: {note}"]
     return "\n".join(lines) + "\n"
+
+
+def success_lines(rows: list[dict], threshold: float) -> list[str]:
+    """Goal-reaching tasks: success before and after with its interval, and how soon the run got there."""
+    before = [100 * r["pretrained"]["success_rate"] for r in rows]
+    after = [100 * r["final"]["success_rate"] for r in rows]
+    mean, lo, hi = paired_difference_ci(after, before)
+    lines = ["", f"**Success rate: {sum(before) / len(before):.0f} % after pretraining → {sum(after) / len(after):.0f} % "
+             f"at the end; change {mean:+.1f} points (95 % bootstrap interval [{lo:+.1f}, {hi:+.1f}]).**", "",
+             f"| seed | success after pretraining | final | in-run success: first → last | env steps until the "
+             f"in-run success first reached {100 * threshold:.0f} % |", "|---:|---:|---:|---:|---:|"]
+    for r, b, a in zip(rows, before, after):
+        curve = r.get("success_curve") or []
+        reached = steps_to(curve, threshold)
+        trend = f"{100 * curve[0][1]:.0f} % → {100 * curve[-1][1]:.0f} %" if curve else "n/a"
+        lines.append(f"| {r['seed']} | {b:.0f} % | {a:.0f} % | {trend} | "
+                     f"{f'{reached:,.0f}' if reached is not None else 'not reached'} |")
+    return lines
 
 
 def define_flags():
@@ -134,6 +163,8 @@ def define_flags():
     flags.DEFINE_integer("episodes", 20, "Evaluation episodes per checkpoint (common seeds).")
     flags.DEFINE_string("out", "docs/lift.md", "The report (markdown); its data beside it as .json.")
     flags.DEFINE_string("note", "", "A remark printed in the report (e.g. other load on the machine).")
+    flags.DEFINE_float("success_threshold", 0.8, "Goal-reaching tasks: the in-run success rate whose first "
+                       "crossing the report times (environment steps).")
     flags.DEFINE_string("pretrained_from", None, "Another lift's runs_dir: start each seed's online phase from that "
                         "seed's pretrained checkpoint (an online setting compared on the same pretrained critics "
                         "and μ; the pretraining settings must match).")
@@ -150,7 +181,8 @@ def main(argv):
         rows.append({"seed": seed, "run_dir": str(run_dir), **evaluate_pair(run_dir, flags.FLAGS.episodes)})
         print(f"seed {seed}: {rows[-1]['pretrained']['score_mean']:.1f} -> {rows[-1]['final']['score_mean']:.1f}",
               flush=True)
-    text = report(rows, flags.FLAGS.episodes, flags.FLAGS.config, extra, flags.FLAGS.note)
+    text = report(rows, flags.FLAGS.episodes, flags.FLAGS.config, extra, flags.FLAGS.note,
+                  flags.FLAGS.success_threshold)
     out = Path(flags.FLAGS.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)

@@ -37,3 +37,21 @@ def test_lift_report_states_the_mean_lift_its_interval_and_the_worst_seed():
     text = report(rows, 20, "configs/finetune.py", [], "")
     assert "Lift: +2.3" in text and "worst seed -1.0" in text
     assert "| 2 | 33.0 ± 1.0 | 32.0 ± 1.0 | -1.0 | n/a | -30.0 → -10.0 |" in text
+
+
+def test_lift_report_gives_success_rates_and_steps_to_the_threshold_on_goal_tasks():
+    from study.lift import steps_to
+
+    def row(seed, before, after, curve):
+        return {"seed": seed, "policy": "implicit, N = 16", "success_curve": curve,
+                "pretrained": {"score_mean": 10.0, "score_std": 1.0, "success_rate": before},
+                "final": {"score_mean": 20.0, "score_std": 1.0, "success_rate": after}}
+    rows = [row(0, 0.5, 0.9, [(0, 0.5), (2500, 0.7), (5000, 0.85)]), row(1, 0.6, 0.8, [(0, 0.6), (2500, 0.6)])]
+    text = report(rows, 20, "configs/pointmaze.py", [], "", success_threshold=0.8)
+    assert "Success rate: 55 % after pretraining → 85 % at the end; change +30.0" in text
+    assert "| 0 | 50 % | 90 % | 50 % → 85 % | 5,000 |" in text
+    assert "| 1 | 60 % | 80 % | 60 % → 60 % | not reached |" in text
+    assert steps_to([(0, 0.2), (100, 0.9)], 0.9) == 100.0 and steps_to([], 0.5) is None
+    # locomotion rows (no success rate) keep the report as it was
+    assert "Success rate" not in report([{**rows[0], "pretrained": {"score_mean": 1.0, "score_std": 0.0},
+                                          "final": {"score_mean": 2.0, "score_std": 0.0}}], 20, "c", [], "")
