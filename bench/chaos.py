@@ -1,10 +1,10 @@
-"""Faults at random times in one finetuning run, and what the run made of them.
+"""Faults at random points of one finetuning run, and what the run made of them.
 
     python -m bench.chaos                           # the default job, tiny networks, 3 faults, seed 0
     python -m bench.chaos --seed=3 --faults=learner,actor,learner,evaluator --total_env_steps=8000
 
-Starts `launch.finetune` as a user would, SIGKILLs one process of each named role at random times
-(seeded) once the online phase runs, lets the run finish, then checks what a user relies on:
+Starts `launch.finetune` as a user would, SIGKILLs one process of each named role at seeded random
+points of the online phase (fractions of its environment steps, a few seconds apart), lets the run finish, then checks what a user relies on:
 the run completed (exit 0); every fault was survived (the summary's restarts match the kills); the
 learner's step never goes back in logs/learner.jsonl, nor the environment steps in the curve; no
 log row appears twice; no process is left behind; and every transition the actors stepped is in
@@ -62,14 +62,28 @@ def rows_of(path: Path) -> list[str]:
     return [line for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
+def inserted_so_far(logs: Path) -> int:
+    """The replay's insert count in the learner's newest log row (0 before the first)."""
+    rows = complete_rows(logs / "learner.jsonl")
+    return max((int(r.get("env_steps", 0)) for r in rows), default=0)
+
+
 def run_chaos(workdir: Path, faults: list[str], seed: int, total_env_steps: int, extra_args: list[str],
-              env: dict | None = None, say=print, gap_s: tuple[float, float] = (4.0, 12.0)) -> dict:
-    """One run with `faults` (role names) killed at random times; returns figures and violations."""
+              env: dict | None = None, say=print, gap_s: float = 4.0, span: tuple[float, float] = (0.15, 0.8)) -> dict:
+    """One run with `faults` (role names) killed at random points of its online phase; returns figures
+    and violations.
+
+    The faults fall at seeded random fractions (within `span`) of the run's environment steps, read
+    from the learner's log, and at least `gap_s` seconds apart (the learner checkpoints every 5 s in
+    TINY; a restarted learner gets back first): tied to progress, not to the clock, every fault lands
+    before the run ends however fast or loaded the machine is.
+    """
     rng = random.Random(seed)
     workdir.mkdir(parents=True, exist_ok=True)
     out_path = workdir / "supervisor.out"
     args = [sys.executable, "-m", "launch.finetune", f"--config.workdir={workdir}",
             f"--config.online.total_env_steps={total_env_steps}", *extra_args]
+    points = sorted(int(rng.uniform(*span) * total_env_steps) for _ in faults)
     with open(out_path, "a") as out:
         proc = subprocess.Popen(args, cwd=ROOT, env=env or os.environ.copy(), stdout=out, stderr=subprocess.STDOUT)
     injected: list[dict] = []
@@ -82,19 +96,19 @@ def run_chaos(workdir: Path, faults: list[str], seed: int, total_env_steps: int,
             dirs = [d for d in workdir.glob("*/finetune_state.json")]
             run_dir = dirs[0].parent if dirs else None
             time.sleep(0.5)
-        t0 = time.time()
-        for role in faults:
-            time.sleep(rng.uniform(*gap_s))            # past a checkpoint (every 5 s in TINY) most times
+        t0 = last = time.time()
+        for role, point in zip(faults, points):
+            while proc.poll() is None and (inserted_so_far(run_dir / "logs") < point or time.time() - last < gap_s):
+                time.sleep(0.2)
             victims = processes_of(run_dir, role)
             if proc.poll() is not None or not victims:
                 say(f"  no {role} to kill at {time.time() - t0:.0f} s (run over?)")
                 continue
             victim = rng.choice(victims)
             victim.send_signal(signal.SIGKILL)
-            injected.append({"role": role, "at_s": round(time.time() - t0, 1), "pid": victim.pid})
-            say(f"  SIGKILL {role} (pid {victim.pid}) at {time.time() - t0:.1f} s into the online phase")
-            if role == "learner":                       # let it come back before the next fault
-                time.sleep(3.0)
+            last = time.time()
+            injected.append({"role": role, "at_s": round(last - t0, 1), "at_env_steps": point, "pid": victim.pid})
+            say(f"  SIGKILL {role} (pid {victim.pid}) at {last - t0:.1f} s into the online phase, past {point} env steps")
         proc.wait(timeout=900)
     finally:
         if proc.poll() is None:
