@@ -25,17 +25,14 @@ def _serve(cfg_json: str, obs_dim: int, act_dim: int, requests, results) -> None
     import torch
 
     from launch.pretrain import evaluate_all, load_offline_data
-    from networks.factory import build_acting_modules, load_acting_params, make_policy, natural_weighting
+    from networks.factory import build_acting_modules, evaluation_policies, load_acting_params
 
     torch.set_num_threads(1)
     cfg = ml_collections.ConfigDict(json.loads(cfg_json))
     dataset, transform, env_fn = load_offline_data(cfg)
     modules = build_acting_modules(cfg, obs_dim, act_dim)
 
-    def policy_for(mode: str, n: int):
-        if mode == "gaussian":
-            return make_policy(cfg, modules, natural_weighting(cfg, ""), "argmax", 1)
-        return make_policy(cfg, modules, natural_weighting(cfg, cfg.eval.weighting or ""), mode, n)
+    policy_for = evaluation_policies(cfg, modules)
 
     while True:
         request = requests.get()

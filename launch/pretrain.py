@@ -65,8 +65,8 @@ def evaluate_all(policy_for, cfg, dataset, env_fn, device, step: int, reward_tra
     """One evaluation per (mode, N): raw return, normalised score, alignment gap and, given the
     reward transform, the critic's calibration on the actions taken (Q − the return that followed).
 
-    `policy_for(mode, N)` builds the acting policy (the learner's `acting_policy` in this process, or
-    rebuilt acting networks in the evaluation process, launch/eval_worker.py).
+    `policy_for(mode, N)` builds the acting policy (networks.factory.evaluation_policies over the
+    learner's own networks, or over networks rebuilt in the evaluation process, launch/eval_worker.py).
     """
     from actor.evaluator import evaluate
     from data.goals import scores_by_success
@@ -86,15 +86,6 @@ def evaluate_all(policy_for, cfg, dataset, env_fn, device, step: int, reward_tra
         for key, value in result.summary().items():
             out[f"{tag}/{key}"] = value
     return out
-
-
-def learner_policies(learner, cfg):
-    """policy_for(mode, N) over the learner's own networks (eval mode while they act)."""
-    def policy_for(mode: str, n: int):
-        if mode == "gaussian":
-            return learner.acting_policy()
-        return learner.acting_policy(weighting=cfg.eval.weighting or None, mode=mode, num_candidates=n)
-    return policy_for
 
 
 def print_eval(metrics: dict[str, float], step: int) -> None:
@@ -120,6 +111,7 @@ def train(cfg, resume: bool, run_dir: Path | None = None) -> dict:
     from learner.fast_path import PretrainStep, set_matmul_precision
     from networks.linear import set_cpu_matmul
     from launch.eval_worker import BackgroundEvaluation, evaluates_in_background
+    from networks.factory import evaluation_policies
     from learner.nonfinite import NonFiniteWatch
     from learner.offline_buffer import OfflineBuffer
     from launch.run_logger import RunLogger, format_duration
@@ -227,8 +219,8 @@ def train(cfg, resume: bool, run_dir: Path | None = None) -> dict:
                     background.submit(step, learner.acting_params())
                 else:
                     learner.train(False)
-                    results = evaluate_all(learner_policies(learner, cfg), cfg, dataset, env_fn, device, step,
-                                           reward_transform=transform)
+                    results = evaluate_all(evaluation_policies(cfg, learner.modules), cfg, dataset, env_fn, device,
+                                           step, reward_transform=transform)
                     learner.train(True)
                     record(step, results | calibration.measure(learner))
             if at_log:

@@ -82,6 +82,17 @@ def load_acting_params(modules: Mapping[str, nn.Module], params: Mapping[str, np
         module.load_state_dict(state)
 
 
+def evaluation_policies(cfg, modules: Mapping[str, nn.Module]):
+    """policy_for(mode, N): the policies an evaluation runs over `modules` (the learner's own, or acting
+    networks rebuilt from published weights), with the config's evaluation weighting; IQL's Gaussian
+    whatever the mode."""
+    weighting = natural_weighting(cfg, cfg.eval.weighting or "")
+
+    def policy_for(mode: str, num_candidates: int):
+        return make_policy(cfg, modules, weighting, "argmax" if mode == "gaussian" else mode, num_candidates)
+    return policy_for
+
+
 def make_policy(cfg, modules: Mapping[str, nn.Module], weighting: str, mode: str, num_candidates: int,
                 mu_dtype: str = "float32"):
     """The acting policy over rebuilt modules (same extraction code as the learner's evaluation).
