@@ -103,7 +103,7 @@ def test_bc_row_and_aggregate_tables(study):
     assert fe["results"]["argmax"]["1"]["score_mean"] == pytest.approx(mean, abs=0.051)
     # one aggregate table per phase: offline, then one per online recipe
     start = text.index("## Aggregates over datasets × seeds")
-    section = text[start:text.index("## Reading the numbers")]
+    section = text[start:text.index("\n## ", start + 1)]          # up to the next section
     assert section.count("\n### ") == 3 and "### Offline" in section and "### Online" in section
     rows = [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| method")
             and not line.startswith("| pretrained method")]
