@@ -112,7 +112,7 @@ def report(rows: list[dict], episodes: int, config: str, extra: list[str], note:
                     f"--seeds={','.join(str(r['seed']) for r in rows)}", f"--episodes={episodes}",
                     *(["--", *extra] if extra else [])])
     lines = [
-        "# Lift of the default finetuning job", "",
+        f"# Lift of the finetuning job `{config}`", "",
         f"`{cmd}`", "",
         f"Normalised score of the last checkpoint minus that of the pretrained one, each evaluated on the same "
         f"{episodes} seeded episodes with the job's evaluation policy ({rows[0]['policy']}).", "",
