@@ -3,6 +3,7 @@
 Small networks on random data: each test checks one rule that could silently break learning.
 """
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,6 +16,7 @@ from learner.online import set_online_rates
 from networks.factory import acting_params, build_acting_modules, load_acting_params
 
 OBS, ACT = 5, 2
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def small(cfg, algorithm="aligniql", steps=40):
@@ -150,3 +152,24 @@ def test_a_malformed_eta_table_is_rejected_naming_the_field():
     cfg.eta_by_dataset = "medium-play=-1"
     with pytest.raises(ConfigError, match="eta_by_dataset"):
         check_config(cfg)
+
+
+# configs/results.py holds the study's budgets, not a run's config
+@pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "configs").glob("*.py")
+                                        if p.stem not in ("__init__", "results")))
+def test_every_config_file_passes_the_config_check(name):
+    # a config a user is pointed to (README, docs) must at least load and pass the start-up check
+    import importlib
+
+    cfg = importlib.import_module(f"configs.{name}").get_config()
+    check_config(cfg)
+
+
+def test_the_pointmaze_finetuning_config_is_idqls_frozen_mu_argmax_recipe():
+    from configs import pointmaze_finetune
+
+    cfg = pointmaze_finetune.get_config()
+    o = cfg.online
+    assert cfg.dataset == "local/pointmaze/medium-v0"
+    assert (o.exploration, o.exploration_weighting, o.finetune_mu, o.eval_mode) == ("argmax", "greedy", False, "argmax")
+    assert cfg.eval.weighting == "greedy"
