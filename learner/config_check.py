@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from errors import ConfigError
 from learner.agent import ALGORITHMS
-from learner.fast_path import LEARNER_STEPS
+from launch.eval_worker import BACKGROUND_SETTINGS
+from learner.fast_path import LEARNER_STEPS, MATMUL_PRECISIONS
+from networks.linear import CPU_MATMULS
 from networks.extraction import MODES, WEIGHTINGS
 
 CRITIC_LOSSES = ("expectile", "quantile", "exponential")
@@ -78,12 +80,12 @@ def check_config(c) -> None:
             "algorithm=aligniql_hard")
     if c.learner_step not in LEARNER_STEPS:
         bad("learner_step", c.learner_step, f"choose one of {', '.join(LEARNER_STEPS)}")
-    if c.eval.background not in ("auto", "on", "off"):
-        bad("eval.background", c.eval.background, "choose auto, on or off")
-    if c.cpu_matmul not in ("onednn", "aten"):
-        bad("cpu_matmul", c.cpu_matmul, "choose onednn or aten")
-    if c.matmul_precision not in ("auto", "highest", "high", "medium"):
-        bad("matmul_precision", c.matmul_precision, "choose auto, highest, high or medium")
+    if c.eval.background not in BACKGROUND_SETTINGS:
+        bad("eval.background", c.eval.background, f"choose {', '.join(BACKGROUND_SETTINGS)}")
+    if c.cpu_matmul not in CPU_MATMULS:
+        bad("cpu_matmul", c.cpu_matmul, f"choose {' or '.join(CPU_MATMULS)}")
+    if c.matmul_precision not in MATMUL_PRECISIONS:
+        bad("matmul_precision", c.matmul_precision, f"choose {', '.join(MATMUL_PRECISIONS)}")
     if c.reward_scale not in ("auto", "none"):
         bad("reward_scale", c.reward_scale, "choose 'auto' or 'none'")
     if c.wandb.mode not in ("auto", "online", "offline", "disabled"):

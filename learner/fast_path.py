@@ -25,6 +25,7 @@ import torch
 from errors import UserFacingError
 
 LEARNER_STEPS = ("eager", "compile", "graph", "graph+compile")
+MATMUL_PRECISIONS = ("auto", "highest", "high", "medium")
 
 
 def check_learner_step(how: str, device: torch.device) -> None:
@@ -41,7 +42,7 @@ def set_matmul_precision(setting: str, device: torch.device) -> str:
     `setting`: "auto", or one of torch's "highest" | "high" | "medium". Returns what was set.
     """
     choice = ("high" if device.type == "cuda" else "highest") if setting == "auto" else setting
-    if choice not in ("highest", "high", "medium"):
+    if setting not in MATMUL_PRECISIONS:
         raise UserFacingError(f"Invalid setting config.matmul_precision={setting!r}: choose auto, highest, high "
                               f"or medium.")
     torch.set_float32_matmul_precision(choice)

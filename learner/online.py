@@ -189,7 +189,7 @@ class OnlineLearner:
                 "mask": torch.cat([online["discount"], off["mask"]])}
 
     def _device_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """One online iteration's device work on a mixed batch (no schedule, no counter: `_advance`)."""
+        """One online iteration's device work on a mixed batch (no schedule, no counter: `Learner.advance`)."""
         learner, o = self.learner, self.o
         metrics = learner.value_and_critic_step(batch["obs"], batch["act"], batch["reward"],
                                                 batch["next_obs"], batch["mask"])
