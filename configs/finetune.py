@@ -59,7 +59,8 @@ def online_defaults() -> ml_collections.ConfigDict:
     # The loss window: learner and (hosted) replay are checkpointed this often, so a learner that dies costs
     # at most this long of updates and, with the replay in the learner, of transitions (summary.json: lost).
     o.replay_checkpoint_interval_s = 120.0
-    o.actor_restart_limit = 5          # restarts per actor before the run gives up
+    o.actor_restart_limit = 5          # restarts per actor before the run gives up (--launcher=ray: each actor's
+                                       # max_restarts, Ray restarts it itself, on any node with room)
     o.evaluator_restart_limit = 5      # restarts of the evaluator before the run gives up
     o.learner_restart_limit = 3        # restarts of the learner (from its last checkpoint) before the run gives up
     o.log_interval = 500               # learner steps between log lines

@@ -10,7 +10,8 @@
 2. starts the learner (which hosts the replay server, or with online.replay_in_learner=False
    next to launch/replay_server.py), one evaluator and K actors as child processes
    (each also runs alone: launch/learner.py, replay_server.py, evaluator.py, actor.py);
-3. supervises them (launch/supervision.py): an actor or the evaluator that dies is restarted; a
+3. supervises them (launch/supervision.py): an actor or the evaluator that dies is restarted (with
+   --launcher=ray, Ray restarts the actors itself and the supervisor counts their lives); a
    learner that dies is restarted from its last checkpoint, the replay's too when it hosts it
    (`online.replay_checkpoint_interval_s` is the loss window; summary.json says what was lost);
    a child that fails during start-up ends the run with its own error. The run ends after
@@ -218,7 +219,8 @@ def run(cfg, pretrained: str | None, resume: bool, launcher: str = "local", ray_
             role = name.split("_")[0]
             return RayChild(name, args, run_dir, env, driver_node=ray_info["driver_node"],
                             on_driver_node=role in ("learner", "replay"), num_gpus=learner_gpus if role == "learner" else 0.0,
-                            num_cpus={"learner": 1.0, "actor": per_actor}.get(role, 0.0))
+                            num_cpus={"learner": 1.0, "actor": per_actor}.get(role, 0.0),
+                            ray_restarts=int(o.actor_restart_limit) if role == "actor" else 0)
     else:
         def make_child(name, args, env=None):
             return Child(name, args, run_dir, env)
@@ -332,10 +334,14 @@ def run(cfg, pretrained: str | None, resume: bool, launcher: str = "local", ray_
         while stop["signal"] is None:
             time.sleep(1.0)
             for child in (*actors, evaluator):
+                kind = "evaluator" if child is evaluator else "actor"
+                for why in child.lives_restarted():      # restarted by Ray itself (launch/ray_roles.py)
+                    print(f"  {why}; Ray restarted it ({child.restarts}/{limits[kind]})", flush=True)
+                    logger.log({f"supervisor/{kind}_restarts": sum(c.restarts for c in (actors if kind == "actor"
+                                                                                           else [evaluator]))}, env_steps)
                 if child.alive():
                     continue
-                kind = "evaluator" if child is evaluator else "actor"
-                if child.restarts >= limits[kind]:
+                if child.restarts >= limits[kind] or child.restarts_itself:
                     failure = f"{child.exit_reason()} ({child.restarts + 1} deaths, {limits[kind]} restarts allowed); " \
                               f"last output:\n{child.tail()}"
                     break

@@ -3,9 +3,15 @@
 Each role runs the same program as with the local launcher (launch/learner.py, evaluator.py,
 actor.py), started by a small Ray actor, `RoleHost`, on the node Ray chose for it. `RayChild`
 gives the supervisor the interface of a local `Child` (launch/supervision.py), so the supervisor's
-rules (start order, restarts, the learner's restart from its checkpoint, the stop order, the logs,
-wandb and the curve) are one code for both launchers; Ray adds placement by resources and a
-role lost with its node (it is restarted on another one, by the same rules as a dead process).
+rules (start order, the learner's restart from its checkpoint, the stop order, the logs, wandb and
+the curve) are one code for both launchers; Ray adds placement by resources.
+
+Restarts: an actor is restarted by Ray itself (`max_restarts` = online.actor_restart_limit). Its
+host ends its own Ray worker when the actor's process dies, so a crashed actor, a killed worker and
+a lost node all look the same to Ray, which starts the host again (on any node with room) and the
+host starts the actor again; the supervisor only counts the new lives and gives up when Ray does.
+The learner and the evaluator keep the supervisor's rules (the learner must come back from its
+checkpoint, on the driver's node, with its replay; the evaluator behind it), as on one machine.
 
 Placement: the learner on the driver's node (its dataset, checkpoints and replay stay there; a
 learner on CUDA asks for a GPU), the actors with `online.ray_actor_cpus` CPUs each, the evaluator
@@ -22,7 +28,10 @@ import os
 import signal
 import subprocess
 import sys
+import hashlib
+import json
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -30,6 +39,7 @@ from launch.supervision import ROOT, Child, _die_with_parent
 
 SHIPPED = ("config.json", "dataset_meta.json", "run_key")     # what a role on another node needs
 NODE_LOST = -1000                                            # returncode of a role whose node went away
+RAY_GAVE_UP = -1001                                          # ... of a role Ray restarted until its limit
 # the driver's settings that the roles read: where datasets live (the learner's, on the driver's node),
 # wandb's mode and credentials, MuJoCo's renderer
 PASSED_ENV = ("MINARI_DATASETS_PATH", "WANDB_MODE", "WANDB_API_KEY", "WANDB_DIR", "MUJOCO_GL", "HOME")
@@ -62,47 +72,87 @@ def stop_ray() -> None:
 
 
 class RoleHost:
-    """Runs one role's program on its node and reports on it (a Ray actor; see `RayChild`)."""
+    """Runs one role's program on its node and reports on it (a Ray actor; see `RayChild`).
+
+    With `exit_with_role`, the host's Ray worker ends when the role's process dies on its own, so that
+    Ray restarts the host (and the role) by the actor's `max_restarts`. The reason is left in
+    logs/<name>.lives for the next life to report. A mirrored role works in a folder named after the
+    run, so a life that Ray restarts on the same node ships what the previous life wrote last.
+    """
 
     def __init__(self, name: str, argv: list[str], run_dir: str, env: dict, files: dict[str, bytes],
-                 mirror: bool):
-        self.name = name
-        self.mirror = mirror
-        self.local_dir = Path(tempfile.mkdtemp(prefix=f"role-{name}-")) if mirror else Path(run_dir)
+                 mirror: bool, exit_with_role: bool = False):
+        import ray
+
+        self.name, self.mirror, self.stopping = name, mirror, False
+        restarted = ray.get_runtime_context().was_current_actor_reconstructed
+        if mirror:
+            tag = hashlib.sha1(run_dir.encode()).hexdigest()[:12]
+            self.local_dir = Path(tempfile.gettempdir()) / f"role-{name}-{tag}"
+            if not restarted:            # a first start: nothing of an earlier run's copy is shipped
+                import shutil
+                shutil.rmtree(self.local_dir, ignore_errors=True)
+        else:
+            self.local_dir = Path(run_dir)
         (self.local_dir / "logs").mkdir(parents=True, exist_ok=True)
         for rel, data in files.items():
             path = self.local_dir / rel
             path.write_bytes(data)
             if rel == "run_key":
                 os.chmod(path, 0o600)
+        # logs/<name>.lives: how many lives started here and why each that ended did; the driver reads
+        # the reasons of lives it has not counted yet (two restarts between its polls are two)
+        self.lives_file = self.local_dir / "logs" / f"{name}.lives"
+        lives = json.loads(self.lives_file.read_text()) if restarted and self.lives_file.exists() else \
+            {"started": 1 if restarted else 0, "ended": []}
+        while len(lives["ended"]) < lives["started"]:    # a life that ended without saying: its worker or node
+            lives["ended"].append(f"{name} was lost with its Ray worker or node")
+        lives["started"] += 1
+        self.lives_file.write_text(json.dumps(lives))
+        self.lives = lives
         argv = [a.replace(run_dir, str(self.local_dir)) for a in argv] if mirror else argv
-        self.offsets: dict[str, int] = {}
         out = open(self.local_dir / "logs" / f"{name}.out", "a")
         self.proc = subprocess.Popen([sys.executable, "-m", *argv], cwd=ROOT,
                                      env={**os.environ, "OMP_NUM_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "3",
                                           "PYTHONUNBUFFERED": "1", **env},
                                      stdout=out, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
         out.close()
+        if exit_with_role:
+            threading.Thread(target=self._end_with_role, daemon=True).start()
 
-    def poll(self) -> tuple[int | None, dict[str, bytes]]:
-        """(exit status or None, what its log files gained since the last poll when mirrored)."""
+    def _end_with_role(self) -> None:
+        rc = self.proc.wait()
+        if self.stopping or rc == 0:
+            return                       # stopped by the supervisor, or done: the host stays to report it
+        how = f"was killed by {signal.Signals(-rc).name}" if rc < 0 else f"exited (code {rc})"
+        self.lives["ended"].append(f"{self.name} {how}")
+        self.lives_file.write_text(json.dumps(self.lives))
+        os._exit(1)                      # Ray sees its worker die and restarts this host, if restarts are left
+
+    def poll(self, offsets: dict[str, int]) -> tuple[int | None, dict[str, tuple[int, bytes]], dict]:
+        """(exit status or None, when mirrored what each log file holds past the driver's `offsets`, as
+        (offset, bytes), and the lives so far: this one's worker pid and why the earlier ones ended).
+        The driver keeps the offsets, so a poll whose answer was lost (the worker died) is asked again."""
         rc = self.proc.poll()
-        new: dict[str, bytes] = {}
+        new: dict[str, tuple[int, bytes]] = {}
         if self.mirror:
             for path in sorted((self.local_dir / "logs").iterdir()):
-                if not path.is_file():
+                if not path.is_file() or path.suffix == ".lives":
                     continue
+                at = offsets.get(path.name, 0)
+                if path.stat().st_size < at:     # a new copy (a life on another node): from its start
+                    at = 0
                 with open(path, "rb") as f:
-                    f.seek(self.offsets.get(path.name, 0))
+                    f.seek(at)
                     chunk = f.read()
                 if path.suffix == ".jsonl":            # whole rows only
                     chunk = chunk[: chunk.rfind(b"\n") + 1]
                 if chunk:
-                    self.offsets[path.name] = self.offsets.get(path.name, 0) + len(chunk)
-                    new[path.name] = chunk
-        return rc, new
+                    new[path.name] = (at, chunk)
+        return rc, new, {"worker_pid": os.getpid(), "ended": list(self.lives["ended"])}
 
     def signal(self, signum: int) -> None:
+        self.stopping = True
         if self.proc.poll() is None:
             self.proc.send_signal(signum)
 
@@ -122,18 +172,27 @@ class RoleHost:
 
 
 class RayChild(Child):
-    """A role that Ray places (see the module docstring); the local `Child`'s interface."""
+    """A role that Ray places (see the module docstring); the local `Child`'s interface.
+
+    `ray_restarts` > 0: Ray restarts the role up to that many times (RoleHost's `exit_with_role`);
+    `lives_restarted` tells the supervisor of each new life, and the role is dead only when Ray gave up.
+    """
 
     def __init__(self, name: str, args: list[str], run_dir: Path, env: dict | None = None, *,
                  driver_node: str, on_driver_node: bool = False, num_cpus: float = 0.0, num_gpus: float = 0.0,
-                 mirror: bool | None = None):
+                 mirror: bool | None = None, ray_restarts: int = 0):
         super().__init__(name, args, run_dir, env)
         self.driver_node, self.on_driver_node = driver_node, on_driver_node
         self.num_cpus, self.num_gpus = num_cpus, num_gpus
         self.force_mirror = mirror          # None: mirror exactly when placed off the driver's node
+        self.ray_restarts = int(ray_restarts)
+        self.restarts_itself = self.ray_restarts > 0
         self.host = None
         self._rc: int | None = None
         self.node_id: str | None = None
+        self._offsets: dict[str, int] = {}
+        self._worker: int | None = None
+        self._new_lives: list[str] = []
 
     def start(self, extra_args: list[str] | None = None) -> None:
         import ray
@@ -141,7 +200,7 @@ class RayChild(Child):
 
         self._release()
         self.out_offset = self.out_path.stat().st_size if self.out_path.exists() else 0
-        options = {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus, "max_restarts": 0,
+        options = {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus, "max_restarts": self.ray_restarts,
                    "name": None, "lifetime": None}
         if self.on_driver_node:
             options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(self.driver_node, soft=False)
@@ -152,24 +211,43 @@ class RayChild(Child):
         files = {rel: (self.run_dir / rel).read_bytes() for rel in SHIPPED if (self.run_dir / rel).exists()} \
             if mirror else {}
         self.host = remote.remote(self.name, [*self.args, *(extra_args or [])], str(self.run_dir),
-                                  self.extra_env, files, mirror)
-        self._rc = None
+                                  self.extra_env, files, mirror, self.restarts_itself)
+        self._rc, self._offsets, self._worker = None, {}, None
 
     def _poll(self) -> None:
         import ray
 
         if self.host is None or self._rc is not None:
             return
-        try:
-            rc, new = ray.get(self.host.poll.remote(), timeout=60)
+        try:   # retried by Ray while it restarts the host; an error means the host is gone for good
+            rc, new, life = ray.get(self.host.poll.options(max_task_retries=-1 if self.restarts_itself else 0)
+                                    .remote(dict(self._offsets)), timeout=60)
         except ray.exceptions.GetTimeoutError:
-            return                      # busy node: ask again next round
+            return                      # busy node, or a host being placed again: ask again next round
         except ray.exceptions.RayError:
-            rc, new = NODE_LOST, {}
-        for name, chunk in new.items():
+            if self.restarts_itself:    # Ray gives up only after all its restarts: count those not seen yet
+                self._new_lives.extend([f"{self.name} died (reason not reported)"] *
+                                       max(0, self.ray_restarts - self.restarts))
+                self.restarts = max(self.restarts, self.ray_restarts)
+            self._rc = RAY_GAVE_UP if self.restarts_itself else NODE_LOST
+            return
+        ended = life["ended"][self.restarts:]
+        if not ended and self._worker is not None and life["worker_pid"] != self._worker:
+            ended = [f"{self.name} was lost with its Ray worker or node"]   # a life on a new node knows only itself
+        self.restarts += len(ended)
+        self._new_lives.extend(ended)
+        self._worker = life["worker_pid"]
+        for name, (at, chunk) in new.items():
             with open(self.run_dir / "logs" / name, "ab") as f:
                 f.write(chunk)
+            self._offsets[name] = at + len(chunk)
         self._rc = rc
+
+    def lives_restarted(self) -> list[str]:
+        """Why each life that Ray restarted since the last call ended (empty for a supervisor-restarted role)."""
+        self._poll()
+        said, self._new_lives = self._new_lives, []
+        return said
 
     @property
     def returncode(self) -> int | None:
@@ -199,6 +277,8 @@ class RayChild(Child):
     def exit_reason(self) -> str:
         if self._rc == NODE_LOST:
             return f"{self.name} was lost with its node (or its Ray worker)"
+        if self._rc == RAY_GAVE_UP:
+            return f"{self.name} died again and Ray did not restart it: its {self.ray_restarts} restarts are spent"
         return super().exit_reason()
 
     def _release(self) -> None:
@@ -207,7 +287,7 @@ class RayChild(Child):
         if self.host is not None:
             self._poll()
             try:
-                if self._rc is not None and self._rc != NODE_LOST:
+                if self._rc is not None and self._rc not in (NODE_LOST, RAY_GAVE_UP):
                     ray.get(self.host.close.remote(), timeout=30)
             except Exception:
                 pass

@@ -42,6 +42,7 @@ class Child:
         self.name, self.args, self.run_dir = name, args, run_dir
         self.extra_env = env or {}
         self.restarts = 0
+        self.restarts_itself = False   # True where the runtime restarts the role (Ray's actors), not the supervisor
         self.proc: subprocess.Popen | None = None
         self.out_path = run_dir / "logs" / f"{name}.out"
         self.out_offset = 0            # where this start's output begins in out_path
@@ -57,6 +58,10 @@ class Child:
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+    def lives_restarted(self) -> list[str]:
+        """Why each life the runtime restarted since the last call ended; a local process has none."""
+        return []
 
     @property
     def returncode(self) -> int | None:

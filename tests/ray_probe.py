@@ -3,6 +3,7 @@ import json
 import os
 import stat
 import sys
+import time
 from pathlib import Path
 
 run_dir = Path(next(a.split("=", 1)[1] for a in sys.argv if a.startswith("--run_dir=")))
@@ -12,3 +13,7 @@ with open(run_dir / "logs" / "probe.jsonl", "a") as f:
     for i in range(3):
         f.write(json.dumps({"i": i, "run_dir": str(run_dir), "config": config, "key_mode": mode}) + "\n")
 print("probe done", flush=True)
+code = [int(a.split("=", 1)[1]) for a in sys.argv if a.startswith("--exit_code=")]
+if code:                  # a role that fails, for the restart test; it lives long enough to be seen
+    time.sleep(3)
+    sys.exit(code[0])

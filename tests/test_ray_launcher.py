@@ -74,10 +74,41 @@ def test_a_role_on_another_node_gets_the_run_files_and_its_logs_come_back(tmp_pa
     assert not ray.is_initialized()
 
 
-def test_a_two_node_cluster_runs_the_job_like_a_local_run_and_survives_a_killed_actor(store, tmp_path, restore_environ):
+def test_ray_restarts_a_failing_role_up_to_its_limit_and_every_life_is_counted_and_shipped(tmp_path, restore_environ):
+    """A role that always fails (exit 3), with Ray's max_restarts = 2: three lives, each one's log rows
+    shipped back (a restarted life works in the same copy of the run), both restarts reported with the
+    reason, then the role is dead with Ray's give-up as the reason."""
+    from launch.ray_roles import RayChild, start_ray, stop_ray
+
+    run_dir = tmp_path / "run"
+    (run_dir / "logs").mkdir(parents=True)
+    (run_dir / "config.json").write_text('{"x": 1}')
+    (run_dir / "run_key").write_bytes(os.urandom(32))
+    os.chmod(run_dir / "run_key", 0o600)
+    info = start_ray(None, num_cpus=1, say=lambda m: None)
+    try:
+        child = RayChild("probe", ["tests.ray_probe", f"--run_dir={run_dir}", "--exit_code=3"], run_dir,
+                         driver_node=info["driver_node"], mirror=True, ray_restarts=2)
+        child.start()
+        said = []
+        wait_for(lambda: said.extend(child.lives_restarted()) or not child.alive(), 180,
+                 what="Ray to give up on the probe")
+        said.extend(child.lives_restarted())
+        assert said == ["probe exited (code 3)"] * 2 and child.restarts == 2
+        assert "Ray did not restart it: its 2 restarts are spent" in child.exit_reason()
+        rows = [json.loads(line) for line in (run_dir / "logs" / "probe.jsonl").read_text().splitlines()]
+        assert [r["i"] for r in rows] == [0, 1, 2] * 3          # three lives, none of their rows lost
+        child.stop(10)
+    finally:
+        stop_ray()
+
+
+def test_a_two_node_cluster_runs_the_job_like_a_local_run_and_ray_restarts_killed_actors(store, tmp_path,
+                                                                                           restore_environ):
     """Two Ray nodes on this machine (ray.cluster_utils.Cluster): the job joins the cluster by address;
     actors that may land on the second node work in a copy of the run's files and ship their logs back;
-    an actor killed mid-run is restarted; the run writes what a local run writes and leaves nothing."""
+    Ray itself restarts an actor whose Ray worker is SIGKILLed and one whose own process is; the run
+    writes what a local run writes and leaves nothing."""
     from ray.cluster_utils import Cluster
 
     t0 = time.time()
@@ -92,17 +123,26 @@ def test_a_two_node_cluster_runs_the_job_like_a_local_run_and_survives_a_killed_
             wait_for(lambda: any("actor_env_steps" in p.read_text() for p in tmp_path.glob("finetune-*/logs/actor_0.jsonl")),
                      300, proc, "actor 0's rows to come back")
             run_dir = next(tmp_path.glob("finetune-*"))
-            victims = [p for p in psutil.process_iter(["cmdline"]) if "launch.actor" in " ".join(p.info["cmdline"] or [])
-                       and "--actor_id=0" in (p.info["cmdline"] or []) and "role-actor_0-" in " ".join(p.info["cmdline"])]
-            assert victims, "actor 0 (in its own copy of the run) not found"
-            victims[0].kill()
+
+            def actor_process(k):
+                found = [p for p in psutil.process_iter(["cmdline"]) if "launch.actor" in " ".join(p.info["cmdline"] or [])
+                         and f"--actor_id={k}" in (p.info["cmdline"] or [])
+                         and f"role-actor_{k}-" in " ".join(p.info["cmdline"])]
+                assert found, f"actor {k} (in its own copy of the run) not found"
+                return found[0]
+            worker = actor_process(0).parent()                # the Ray worker hosting actor 0
+            assert "RoleHost" in " ".join(worker.cmdline()) or "ray" in " ".join(worker.cmdline()), worker.cmdline()
+            worker.kill()
+            actor_process(1).kill()                           # actor 1's own process: its host ends its worker
             proc.wait(timeout=600)
         out = exited_cleanly(proc, tmp_path)
         assert "ray: joined the cluster" in out and "(2 nodes)" in out, out[-3000:]
         assert "replay localhost:" not in out         # other nodes are handed this machine's name, not localhost
-        assert "actor_0 was killed by SIGKILL; restarting (1/5)" in out, out[-3000:]
+        assert "actor_0 was lost with its Ray worker or node; Ray restarted it (1/5)" in out, out[-3000:]
+        assert "actor_1 was killed by SIGKILL; Ray restarted it (1/5)" in out, out[-3000:]
+        assert "restarting (" not in out              # not the supervisor's own restart
         summary = json.loads((run_dir / "summary.json").read_text())
-        assert summary["env_steps"] >= 2500 and summary["learner_steps"] > 0 and summary["actor_restarts"] == 1
+        assert summary["env_steps"] >= 2500 and summary["learner_steps"] > 0 and summary["actor_restarts"] == 2
         assert len(summary["evaluations"]) >= 2 and (run_dir / "finetune_curve.png").stat().st_size > 1000
         names = {p.name for p in (run_dir / "logs").iterdir()}
         assert {"learner.jsonl", "evaluator.jsonl", "actor_0.jsonl", "actor_1.jsonl", "learner.out"} <= names
