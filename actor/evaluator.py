@@ -37,6 +37,9 @@ class EvalResult:
     mc_return: float | None = None
     calibration_steps: int = 0
     successes: np.ndarray | None = None   # per episode: some step reported success (None: env reports none)
+    # per episode: it ended in a terminal state, not at the time limit (Hopper, Walker2d, Ant: a fall).
+    # A 20-episode mean hides a rare fall in its spread; the rate names it (docs/finetuning.md §7).
+    terminations: np.ndarray | None = None
 
     def summary(self) -> dict[str, float]:
         out = {"return_mean": float(self.returns.mean()), "return_std": float(self.returns.std()),
@@ -46,6 +49,8 @@ class EvalResult:
             out |= {"score_mean": float(self.normalized.mean()), "score_std": float(self.normalized.std())}
         if self.successes is not None:
             out["success_rate"] = float(self.successes.mean())
+        if self.terminations is not None:
+            out["termination_rate"] = float(self.terminations.mean())
         if self.calibration_steps:
             # > 0: the critic promises more than the chosen actions deliver (over-estimation it acts on)
             out |= {"q_chosen_mean": self.q_chosen, "mc_return_mean": self.mc_return,
@@ -117,7 +122,8 @@ def evaluate(policy, env_fn: Callable[[int], "object"], num_episodes: int, seed:
     else:
         normalized = normalize(returns) if normalize else None
     result = EvalResult(returns=returns, lengths=lengths, gap=gap_sum / visited, q=q_sum / visited,
-                        v=v_sum / visited, normalized=normalized, successes=successes)
+                        v=v_sum / visited, normalized=normalized, successes=successes,
+                        terminations=ended_by_termination.astype(np.float64))
     if calibrate:
         qs, gs = [], []
         for i in range(num_episodes):

@@ -129,12 +129,24 @@ def report(rows: list[dict], episodes: int, config: str, extra: list[str], note:
                      f"{r['final']['score_mean']:.1f} ± {r['final']['score_std']:.1f} | {lift:+.1f} | {curve} | {cal} |")
     if all("success_rate" in r["pretrained"] and "success_rate" in r["final"] for r in rows):
         lines += success_lines(rows, success_threshold)
+    if all("termination_rate" in r["pretrained"] and "termination_rate" in r["final"] for r in rows):
+        lines += fall_lines(rows, episodes)
     lines += ["", "± is the standard deviation over episodes. The in-run curve is the evaluator's during the run "
               "(its own seeds, the same at every point). The last column is the critic's error on the actions "
               "the policy took (Q minus the discounted return that followed, in the learner's reward scale)."]
     if note:
         lines += ["", f"Note: {note}"]
     return "\n".join(lines) + "\n"
+
+
+def fall_lines(rows: list[dict], episodes: int) -> list[str]:
+    """Episodes that ended in a terminal state (a fall, on Hopper) before and after: on data where the
+    policy that does not fall scores the same before and after, these decide the lift (docs/finetuning.md §7)."""
+    counts = {k: [round(r[k]["termination_rate"] * episodes) for r in rows] for k in ("pretrained", "final")}
+    total = episodes * len(rows)
+    return ["", f"Episodes that ended in a terminal state (a fall) before the time limit: "
+                f"{sum(counts['pretrained'])} of {total} after pretraining, {sum(counts['final'])} of {total} at the "
+                f"end (per seed: {', '.join(f'{b} → {a}' for b, a in zip(counts['pretrained'], counts['final']))})."]
 
 
 def success_lines(rows: list[dict], threshold: float) -> list[str]:

@@ -78,6 +78,11 @@ def test_evaluation_compares_q_of_the_actions_taken_with_the_return_that_followe
     assert res.mc_return == pytest.approx(res.returns.sum() / res.lengths.sum(), rel=1e-5)
     s = res.summary()
     assert s["q_minus_return"] == pytest.approx(s["q_chosen_mean"] - s["mc_return_mean"])
+    assert s["termination_rate"] == 1.0                 # every episode fell
+    # cut at 5 steps, before any fall: no episode ends in a terminal state
+    cut = evaluate(policy, lambda s: make_env("Hopper-v5", s), 3, seed=5, device=torch.device("cpu"),
+                   max_episode_steps=5)
+    assert cut.lengths.tolist() == [5, 5, 5] and cut.summary()["termination_rate"] == 0.0
     # without a reward transform nothing is claimed
     assert "q_minus_return" not in evaluate(policy, lambda s: make_env("Hopper-v5", s), 1, seed=5,
                                             device=torch.device("cpu")).summary()

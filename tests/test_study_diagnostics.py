@@ -37,6 +37,11 @@ def test_lift_report_states_the_mean_lift_its_interval_and_the_worst_seed():
     text = report(rows, 20, "configs/finetune.py", [], "")
     assert "Lift: +2.3" in text and "worst seed -1.0" in text
     assert "| 2 | 33.0 ± 1.0 | 32.0 ± 1.0 | -1.0 | n/a | -30.0 → -10.0 |" in text
+    assert "terminal state" not in text          # rows without the termination rate: no fall line
+    for r, (b, a) in zip(rows, [(0.1, 0.0), (0.05, 0.05), (0.0, 0.15)]):
+        r["pretrained"]["termination_rate"], r["final"]["termination_rate"] = b, a
+    text = report(rows, 20, "configs/finetune.py", [], "")
+    assert "3 of 60 after pretraining, 4 of 60 at the end (per seed: 2 → 0, 1 → 1, 0 → 3)" in text
 
 
 def test_lift_report_gives_success_rates_and_steps_to_the_threshold_on_goal_tasks():
