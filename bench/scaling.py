@@ -20,7 +20,9 @@ Figures per run, from `summary.json` and `logs/learner.jsonl`:
   * learner V+Q updates/s over the same rows;
   * the time-weighted fraction of the learner's time spent waiting for an online batch
     (the rate limiter holding it to the update-to-data ratio, or sampling);
-  * updates per env step after warm-up (summary.json).
+  * updates per env step after warm-up (summary.json);
+  * start-up (launch to every role started) and the peak memory of the run's process tree
+    (PSS, Ray's own processes included with --launcher=ray).
 """
 from __future__ import annotations
 
@@ -78,6 +80,47 @@ def steady_state(learner_rows: list[dict]) -> dict:
             "window_s": dt, "rows": len(rows)}
 
 
+class PeakMemory:
+    """The largest total memory of a process tree seen while it runs, sampled every second in a thread.
+
+    PSS (proportional set size: shared pages split between the processes sharing them), so that the
+    libraries every role maps (torch, TensorFlow) count once, not once per process as RSS would; the
+    tree holds the supervisor's roles and, with --launcher=ray, the local Ray cluster's own processes
+    (GCS, raylet, workers), which ray.init starts below the supervisor.
+    """
+
+    def __init__(self, pid: int):
+        import threading
+
+        self.pid, self.peak_mib, self.processes = pid, 0.0, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import psutil
+
+        while not self._stop.wait(1.0):
+            try:
+                root = psutil.Process(self.pid)
+                tree = [root, *root.children(recursive=True)]
+            except psutil.Error:
+                continue
+            total = 0
+            for proc in tree:
+                try:
+                    total += proc.memory_full_info().pss
+                except psutil.Error:
+                    pass
+            if total / 2**20 > self.peak_mib:
+                self.peak_mib, self.processes = total / 2**20, len(tree)
+
+    def stop(self) -> tuple[float, int]:
+        self._stop.set()
+        self._thread.join()
+        return self.peak_mib, self.processes
+
+
 def run_finetune(pretrained: Path, workdir: Path, num_actors: int, total_env_steps: int, min_replay_size: int,
                  log_interval: int = 100, timeout_s: float = 900, extra=()) -> dict:
     args = [sys.executable, "-m", "launch.finetune", f"--pretrained={pretrained}", f"--config.workdir={workdir}",
@@ -88,6 +131,7 @@ def run_finetune(pretrained: Path, workdir: Path, num_actors: int, total_env_ste
     load0 = os.getloadavg()[0]
     t0 = time.time()
     proc = subprocess.Popen(args, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    memory = PeakMemory(proc.pid)
     lines, online_at = [], None
     for line in proc.stdout:          # the supervisor says when every role is started
         lines.append(line)
@@ -97,6 +141,7 @@ def run_finetune(pretrained: Path, workdir: Path, num_actors: int, total_env_ste
             proc.kill()
     proc.wait()
     wall = time.time() - t0
+    peak_mib, processes = memory.stop()
     summaries = sorted(Path(workdir).glob("*/summary.json"))
     if proc.returncode != 0 or not summaries:
         raise RuntimeError(f"launch.finetune with {num_actors} actors failed (code {proc.returncode}):\n"
@@ -106,7 +151,8 @@ def run_finetune(pretrained: Path, workdir: Path, num_actors: int, total_env_ste
     learner_rows = [json.loads(line) for line in (run_dir / "logs" / "learner.jsonl").read_text().splitlines()
                     if line.strip()]
     return {"summary": summary, "steady": steady_state(learner_rows), "process_wall_s": wall,
-            "start_up_s": online_at, "load_before": load0, "load_after": os.getloadavg()[0]}
+            "start_up_s": online_at, "load_before": load0, "load_after": os.getloadavg()[0],
+            "peak_memory_mib": peak_mib, "processes": processes}
 
 
 def rows(actors=(1, 2, 4), total_env_steps: int = 3000, min_replay_size: int = 1000, pretrained: str | None = None,
@@ -140,7 +186,9 @@ def rows(actors=(1, 2, 4), total_env_steps: int = 3000, min_replay_size: int = 1
                    row("scaling", conf, "updates per env step after warm-up", s["updates_per_env_step_after_warmup"],
                        "updates/env step", ""),
                    row("scaling", conf, "start-up: launch to every role started", r["start_up_s"] or float("nan"),
-                       "s", "dataset load, replay server, (Ray cluster), processes")]
+                       "s", "dataset load, replay server, (Ray cluster), processes"),
+                   row("scaling", conf, "peak memory of the run's processes (PSS sum)", r["peak_memory_mib"],
+                       "MiB", f"{r['processes']} processes (supervisor, roles{', Ray cluster' if launcher == 'ray' else ''})")]
             out += new
             if progress:
                 progress(new)
