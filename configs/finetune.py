@@ -44,10 +44,7 @@ def online_defaults() -> ml_collections.ConfigDict:
     o.eval_episodes = 20               # papers: 25. 5 episodes scattered by ±10 points (s.e.) on Hopper; 20 on
                                        # common seeds (every evaluation uses the same ones) resolve ~2-3 points
     # Evaluation policy: the implicit policy the actors explore with, so that what is evaluated is what the
-    # online data correct. Measured on the default pretraining (docs/finetuning.md): at this budget the
-    # critic ranks μ's candidates no better than chance (Spearman 0.07 against rollout values), and argmax
-    # over N = 16 scored 33.6 where one μ sample (N = 1) scored 38.4 (20 common episodes). Argmax selects on
-    # the critic's errors; drawing by the weights does so less.
+    # online data correct. The default job (get_config) evaluates AlignIQL's argmax instead; see there.
     o.eval_mode = "implicit"
     o.replay_port = 0                  # 0 = pick a free port
     o.replay_in_learner = True         # the learner process hosts the replay server: it then samples the table
@@ -84,7 +81,7 @@ def get_config():
     # ~0.1 on Q ≈ 90, and where η = −1 leans on them the policy falls in some episodes (implicit N = 16:
     # 55.7 ± 10.9 after pretraining) while η = +1 does not (56.9 ± 0.8); the 5-seed lift at η = −1 was
     # −0.7 [−3.8, +1.9], its negative seeds all from such falls. The 5-seed lift at η = +1 then gave −1.8 [−5.2, +1.3],
-    # its negative seeds falls too (docs/lift.md): the seeds do not tell the two signs apart, and the default keeps
+    # its negative seeds falls too (docs/lift_v1_eta1_20ep.md): 20 episodes did not tell the two signs apart, and the default keeps
     # the paper's aligned sign rather than moving again on noise.
     c.eta = 1.0
     # Pretraining long enough for the critic to approach its fixed point: on the default data, Q on dataset
@@ -94,4 +91,10 @@ def get_config():
     c.num_actor_steps = 30_000
     c.eval.interval = 10_000
     c.online = online_defaults()
+    # Evaluation: the implicit policy the actors explore with (online_defaults). Tried 2026-12-02 and not kept:
+    # AlignIQL's own argmax extraction (the candidate whose Q is closest to V, as the AlignIQL reference
+    # evaluates), chosen from one seed where finetuning cut its falls from 44 % to 6 % of episodes. On 5 seeds
+    # (the same checkpoints, 50 common episodes, docs/lift.md) it lifts +4.4 [−5.0, +13.1] with seeds from −8.6 to
+    # +17.1 and falls in 32 of 250 final episodes, while the implicit policy lifts +0.4 [+0.0, +0.7] (worst −0.2)
+    # and falls in 7: the same final level (56.1 vs 56.2), far less often on the floor.
     return c

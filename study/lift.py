@@ -71,20 +71,27 @@ def finetune(seed: int, runs_dir: Path, config: str, extra: list[str], pretraine
     return run_dir
 
 
-def evaluate_pair(run_dir: Path, episodes: int) -> dict:
-    """Scores of the pretrained and the final checkpoint on the same episodes, with the job's policy."""
+def evaluate_pair(run_dir: Path, episodes: int, other_mode: str | None = None, headline: bool = False) -> dict:
+    """Scores of the pretrained and the final checkpoint on the same episodes, with the job's policy
+    (or, with `other_mode`, that extraction at the job's N: the same checkpoints seen another way; with
+    `headline` too, the report's main policy, e.g. for runs whose config evaluated differently in-run)."""
     cfg = json.loads((run_dir / "config.json").read_text())
     mode, n = cfg["online"]["eval_mode"], int(cfg["online"]["num_candidates"])
+    suffix = ""
+    if other_mode is not None and other_mode != mode:
+        mode, suffix = other_mode, f"_{other_mode}"
     out = {}
     for name, ckpt in (("pretrained", pretrained_checkpoint(run_dir)),
                        ("final", run_dir / "learner_checkpoint.pt")):
-        path = run_dir / f"lift_eval_{name}.json"
+        path = run_dir / f"lift_eval_{name}{suffix}.json"
         data = json.loads(path.read_text()) if path.exists() else None
         if not data or data.get("episodes") != episodes:
             data = evaluate_checkpoint(str(ckpt), str(path), episodes, [mode], [n],
                                        config_json=str(run_dir / "config.json"))
         out[name] = data["results"][mode][str(n)]
     out["policy"] = f"{mode}, N = {n}"
+    if other_mode is not None and not headline:
+        return out
     # the in-run curve (evaluator, the same seeds at every evaluation): its peak against its last point
     curve = [json.loads(line) for line in (run_dir / "logs" / "evaluator.jsonl").read_text().splitlines()
              if line.strip()]
@@ -103,13 +110,13 @@ def steps_to(curve: list, threshold: float) -> float | None:
 
 
 def report(rows: list[dict], episodes: int, config: str, extra: list[str], note: str,
-           success_threshold: float = 0.8) -> str:
+           success_threshold: float = 0.8, options: tuple[str, ...] = ()) -> str:
     before = [r["pretrained"]["score_mean"] for r in rows]
     after = [r["final"]["score_mean"] for r in rows]
     mean, lo, hi = paired_difference_ci(after, before)
     lifts = [a - b for a, b in zip(after, before)]
     cmd = " ".join(["python -m study.lift", f"--config={config}",
-                    f"--seeds={','.join(str(r['seed']) for r in rows)}", f"--episodes={episodes}",
+                    f"--seeds={','.join(str(r['seed']) for r in rows)}", f"--episodes={episodes}", *options,
                     *(["--", *extra] if extra else [])])
     lines = [
         f"# Lift of the finetuning job `{config}`", "",
@@ -131,12 +138,33 @@ def report(rows: list[dict], episodes: int, config: str, extra: list[str], note:
         lines += success_lines(rows, success_threshold)
     if all("termination_rate" in r["pretrained"] and "termination_rate" in r["final"] for r in rows):
         lines += fall_lines(rows, episodes)
+    if rows and rows[0].get("also"):
+        lines += other_policy_lines(rows, episodes)
     lines += ["", "± is the standard deviation over episodes. The in-run curve is the evaluator's during the run "
               "(its own seeds, the same at every point). The last column is the critic's error on the actions "
               "the policy took (Q minus the discounted return that followed, in the learner's reward scale)."]
     if note:
         lines += ["", f"Note: {note}"]
     return "\n".join(lines) + "\n"
+
+
+def other_policy_lines(rows: list[dict], episodes: int) -> list[str]:
+    """The same checkpoints and episodes under other evaluation policies (`--also_modes`): what the lift
+    would read had the job evaluated another way, so that the choice of evaluation policy is in view."""
+    lines = ["", "The same checkpoints and episodes under another evaluation policy:", "",
+             "| evaluation policy | after pretraining (mean over seeds) | final | lift, 95 % bootstrap interval | "
+             "per seed | falls, before → after |", "|---|---:|---:|---:|---|---:|"]
+    for mode in rows[0]["also"]:
+        pairs = [r["also"][mode] for r in rows]
+        before = [p["pretrained"]["score_mean"] for p in pairs]
+        after = [p["final"]["score_mean"] for p in pairs]
+        mean, lo, hi = paired_difference_ci(after, before)
+        falls = " → ".join(str(sum(round(p[k].get("termination_rate", 0.0) * episodes) for p in pairs))
+                           for k in ("pretrained", "final"))
+        lines.append(f"| {pairs[0]['policy']} | {sum(before) / len(before):.1f} | {sum(after) / len(after):.1f} | "
+                     f"{mean:+.1f} [{lo:+.1f}, {hi:+.1f}] | {', '.join(f'{a - b:+.1f}' for a, b in zip(after, before))} "
+                     f"| {falls} of {episodes * len(rows)} |")
+    return lines
 
 
 def fall_lines(rows: list[dict], episodes: int) -> list[str]:
@@ -172,11 +200,17 @@ def define_flags():
     flags.DEFINE_string("config", "configs/finetune.py", "The finetuning config file (launch.finetune --config).")
     flags.DEFINE_list("seeds", ["0", "1", "2", "3", "4"], "Seeds, one finetuning run each.")
     flags.DEFINE_string("runs_dir", "runs/lift", "Where the runs go (config.workdir).")
-    flags.DEFINE_integer("episodes", 20, "Evaluation episodes per checkpoint (common seeds).")
+    flags.DEFINE_integer("episodes", 50, "Evaluation episodes per checkpoint (common seeds). 50: a rare fall "
+                         "(~2-5 % of Hopper episodes, ~40 points each) moved a 20-episode mean by 2-5 points.")
     flags.DEFINE_string("out", "docs/lift.md", "The report (markdown); its data beside it as .json.")
     flags.DEFINE_string("note", "", "A remark printed in the report (e.g. other load on the machine).")
     flags.DEFINE_float("success_threshold", 0.8, "Goal-reaching tasks: the in-run success rate whose first "
                        "crossing the report times (environment steps).")
+    flags.DEFINE_enum("policy", None, ["implicit", "argmax"], "Judge the lift by this extraction (at the job's N) "
+                      "instead of the config's online.eval_mode (training does not depend on it: the evaluator only "
+                      "reads the learner's weights).")
+    flags.DEFINE_list("also_modes", [], "Also evaluate both checkpoints with these extractions (implicit, argmax) at "
+                      "the job's N, on the same episodes: the report shows their lifts beside the job's own.")
     flags.DEFINE_string("pretrained_from", None, "Another lift's runs_dir: start each seed's online phase from that "
                         "seed's pretrained checkpoint (an online setting compared on the same pretrained critics "
                         "and μ; the pretraining settings must match).")
@@ -190,11 +224,17 @@ def main(argv):
     for seed in (int(s) for s in flags.FLAGS.seeds):
         run_dir = finetune(seed, runs_dir, flags.FLAGS.config, extra,
                            Path(flags.FLAGS.pretrained_from) if flags.FLAGS.pretrained_from else None)
-        rows.append({"seed": seed, "run_dir": str(run_dir), **evaluate_pair(run_dir, flags.FLAGS.episodes)})
+        rows.append({"seed": seed, "run_dir": str(run_dir),
+                     **evaluate_pair(run_dir, flags.FLAGS.episodes, flags.FLAGS.policy, headline=True)})
+        if flags.FLAGS.also_modes:
+            rows[-1]["also"] = {m: evaluate_pair(run_dir, flags.FLAGS.episodes, other_mode=m)
+                                for m in flags.FLAGS.also_modes}
         print(f"seed {seed}: {rows[-1]['pretrained']['score_mean']:.1f} -> {rows[-1]['final']['score_mean']:.1f}",
               flush=True)
+    options = ([f"--policy={flags.FLAGS.policy}"] if flags.FLAGS.policy else []) + \
+        ([f"--also_modes={','.join(flags.FLAGS.also_modes)}"] if flags.FLAGS.also_modes else [])
     text = report(rows, flags.FLAGS.episodes, flags.FLAGS.config, extra, flags.FLAGS.note,
-                  flags.FLAGS.success_threshold)
+                  flags.FLAGS.success_threshold, tuple(options))
     out = Path(flags.FLAGS.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)

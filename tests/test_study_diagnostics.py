@@ -42,6 +42,12 @@ def test_lift_report_states_the_mean_lift_its_interval_and_the_worst_seed():
         r["pretrained"]["termination_rate"], r["final"]["termination_rate"] = b, a
     text = report(rows, 20, "configs/finetune.py", [], "")
     assert "3 of 60 after pretraining, 4 of 60 at the end (per seed: 2 → 0, 1 → 1, 0 → 3)" in text
+    for r, (b, a) in zip(rows, [(50.0, 50.0), (52.0, 51.0), (54.0, 52.0)]):     # the same runs seen another way
+        r["also"] = {"implicit": {"policy": "implicit, N = 16",
+                                  "pretrained": {"score_mean": b, "termination_rate": 0.05},
+                                  "final": {"score_mean": a, "termination_rate": 0.0}}}
+    text = report(rows, 20, "configs/finetune.py", [], "")
+    assert "| implicit, N = 16 | 52.0 | 51.0 | -1.0 [" in text and "| +0.0, -1.0, -2.0 | 3 → 0 of 60 |" in text
 
 
 def test_lift_report_gives_success_rates_and_steps_to_the_threshold_on_goal_tasks():
