@@ -125,8 +125,8 @@ class RoleHost:
         if self.stopping or rc == 0:
             return                       # stopped by the supervisor, or done: the host stays to report it
         how = f"was killed by {signal.Signals(-rc).name}" if rc < 0 else f"exited (code {rc})"
-        self.lives["ended"].append(f"{self.name} {how}")
-        self.lives_file.write_text(json.dumps(self.lives))
+        # for the next life only: a poll answered in the meantime must not count this life as restarted yet
+        self.lives_file.write_text(json.dumps({**self.lives, "ended": [*self.lives["ended"], f"{self.name} {how}"]}))
         os._exit(1)                      # Ray sees its worker die and restarts this host, if restarts are left
 
     def poll(self, offsets: dict[str, int]) -> tuple[int | None, dict[str, tuple[int, bytes]], dict]:

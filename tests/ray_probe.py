@@ -14,6 +14,6 @@ with open(run_dir / "logs" / "probe.jsonl", "a") as f:
         f.write(json.dumps({"i": i, "run_dir": str(run_dir), "config": config, "key_mode": mode}) + "\n")
 print("probe done", flush=True)
 code = [int(a.split("=", 1)[1]) for a in sys.argv if a.startswith("--exit_code=")]
-if code:                  # a role that fails, for the restart test; it lives long enough to be seen
-    time.sleep(3)
+if code:                  # a role that fails, for the restart test; it lives long enough for the driver's polls
+    time.sleep(8)         # to see every life and ship its rows, even on a loaded machine
     sys.exit(code[0])

@@ -45,17 +45,23 @@ def restore_environ():
     os.environ.update(saved)
 
 
+def probe_run_dir(tmp_path: Path) -> Path:
+    """A run directory with the small files a role on another node is shipped (config, owner-only key)."""
+    run_dir = tmp_path / "run"
+    (run_dir / "logs").mkdir(parents=True)
+    (run_dir / "config.json").write_text('{"x": 1}')
+    (run_dir / "run_key").write_bytes(os.urandom(32))
+    os.chmod(run_dir / "run_key", 0o600)
+    return run_dir
+
+
 def test_a_role_on_another_node_gets_the_run_files_and_its_logs_come_back(tmp_path, restore_environ):
     """The shipping path of a multi-node run, forced on one machine: the role works in its own copy."""
     import ray
 
     from launch.ray_roles import RayChild, start_ray, stop_ray
 
-    run_dir = tmp_path / "run"
-    (run_dir / "logs").mkdir(parents=True)
-    (run_dir / "config.json").write_text('{"x": 1}')
-    (run_dir / "run_key").write_bytes(os.urandom(32))
-    os.chmod(run_dir / "run_key", 0o600)
+    run_dir = probe_run_dir(tmp_path)
     info = start_ray(None, num_cpus=1, say=lambda m: None)
     try:
         child = RayChild("probe", ["tests.ray_probe", f"--run_dir={run_dir}"], run_dir, driver_node=info["driver_node"],
@@ -80,11 +86,7 @@ def test_ray_restarts_a_failing_role_up_to_its_limit_and_every_life_is_counted_a
     reason, then the role is dead with Ray's give-up as the reason."""
     from launch.ray_roles import RayChild, start_ray, stop_ray
 
-    run_dir = tmp_path / "run"
-    (run_dir / "logs").mkdir(parents=True)
-    (run_dir / "config.json").write_text('{"x": 1}')
-    (run_dir / "run_key").write_bytes(os.urandom(32))
-    os.chmod(run_dir / "run_key", 0o600)
+    run_dir = probe_run_dir(tmp_path)
     info = start_ray(None, num_cpus=1, say=lambda m: None)
     try:
         child = RayChild("probe", ["tests.ray_probe", f"--run_dir={run_dir}", "--exit_code=3"], run_dir,
