@@ -24,12 +24,12 @@ to 127.0.0.1 only; joining a cluster is explicit and its network must be private
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import signal
 import subprocess
 import sys
-import hashlib
-import json
 import tempfile
 import threading
 import time
