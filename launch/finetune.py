@@ -297,6 +297,11 @@ def run(cfg, pretrained: str | None, resume: bool, launcher: str = "local", ray_
               "learner": int(o.get("learner_restart_limit", 3))}
     t_online, last_print = time.time(), 0.0
 
+    def log_restarts(kind: str) -> None:
+        """The run's restarts of actors (or of the evaluator) so far, to wandb."""
+        logger.log({f"supervisor/{kind}_restarts": sum(c.restarts for c in (actors if kind == "actor"
+                                                                               else [evaluator]))}, env_steps)
+
     def restart_learner() -> LostWork:
         """Start a dead learner again from its last checkpoint (with the replay's, when it hosted it) and
         count what the crash cost; the evaluator, which scored the lost stretch too, restarts behind it."""
@@ -337,8 +342,7 @@ def run(cfg, pretrained: str | None, resume: bool, launcher: str = "local", ray_
                 kind = "evaluator" if child is evaluator else "actor"
                 for why in child.lives_restarted():      # restarted by Ray itself (launch/ray_roles.py)
                     print(f"  {why}; Ray restarted it ({child.restarts}/{limits[kind]})", flush=True)
-                    logger.log({f"supervisor/{kind}_restarts": sum(c.restarts for c in (actors if kind == "actor"
-                                                                                           else [evaluator]))}, env_steps)
+                    log_restarts(kind)
                 if child.alive():
                     continue
                 if child.restarts >= limits[kind] or child.restarts_itself:
@@ -347,8 +351,7 @@ def run(cfg, pretrained: str | None, resume: bool, launcher: str = "local", ray_
                     break
                 child.restarts += 1
                 print(f"  {child.exit_reason()}; restarting ({child.restarts}/{limits[kind]})", flush=True)
-                logger.log({f"supervisor/{kind}_restarts": sum(c.restarts for c in (actors if kind == "actor"
-                                                                                       else [evaluator]))}, env_steps)
+                log_restarts(kind)
                 child.start()
             if not failure and not hosted and not server.alive():
                 failure = f"{server.exit_reason()}; last output:\n{server.tail()}"

@@ -71,15 +71,13 @@ def finetune(seed: int, runs_dir: Path, config: str, extra: list[str], pretraine
     return run_dir
 
 
-def evaluate_pair(run_dir: Path, episodes: int, other_mode: str | None = None, headline: bool = False) -> dict:
-    """Scores of the pretrained and the final checkpoint on the same episodes, with the job's policy
-    (or, with `other_mode`, that extraction at the job's N: the same checkpoints seen another way; with
-    `headline` too, the report's main policy, e.g. for runs whose config evaluated differently in-run)."""
+def evaluate_pair(run_dir: Path, episodes: int, mode: str | None = None) -> dict:
+    """Scores of the pretrained and the final checkpoint on the same episodes, with the job's policy or,
+    with `mode`, that extraction at the job's N (the same checkpoints seen another way)."""
     cfg = json.loads((run_dir / "config.json").read_text())
-    mode, n = cfg["online"]["eval_mode"], int(cfg["online"]["num_candidates"])
-    suffix = ""
-    if other_mode is not None and other_mode != mode:
-        mode, suffix = other_mode, f"_{other_mode}"
+    own, n = cfg["online"]["eval_mode"], int(cfg["online"]["num_candidates"])
+    mode = mode or own
+    suffix = "" if mode == own else f"_{mode}"
     out = {}
     for name, ckpt in (("pretrained", pretrained_checkpoint(run_dir)),
                        ("final", run_dir / "learner_checkpoint.pt")):
@@ -90,11 +88,15 @@ def evaluate_pair(run_dir: Path, episodes: int, other_mode: str | None = None, h
                                        config_json=str(run_dir / "config.json"))
         out[name] = data["results"][mode][str(n)]
     out["policy"] = f"{mode}, N = {n}"
-    if other_mode is not None and not headline:
-        return out
-    # the in-run curve (evaluator, the same seeds at every evaluation): its peak against its last point
+    return out
+
+
+def in_run_curve(run_dir: Path) -> dict:
+    """The run's own evaluator (the same seeds at every evaluation): its first, peak and last score and,
+    on goal-reaching tasks, its success rate over environment steps."""
     curve = [json.loads(line) for line in (run_dir / "logs" / "evaluator.jsonl").read_text().splitlines()
              if line.strip()]
+    out = {}
     scores = [r["score_mean"] for r in curve if r.get("score_mean") is not None]
     if scores:
         out["curve"] = {"first": scores[0], "peak": max(scores), "last": scores[-1], "points": len(scores)}
@@ -159,18 +161,22 @@ def other_policy_lines(rows: list[dict], episodes: int) -> list[str]:
         before = [p["pretrained"]["score_mean"] for p in pairs]
         after = [p["final"]["score_mean"] for p in pairs]
         mean, lo, hi = paired_difference_ci(after, before)
-        falls = " → ".join(str(sum(round(p[k].get("termination_rate", 0.0) * episodes) for p in pairs))
-                           for k in ("pretrained", "final"))
+        falls = " → ".join(str(sum(fall_counts(pairs, k, episodes))) for k in ("pretrained", "final"))
         lines.append(f"| {pairs[0]['policy']} | {sum(before) / len(before):.1f} | {sum(after) / len(after):.1f} | "
                      f"{mean:+.1f} [{lo:+.1f}, {hi:+.1f}] | {', '.join(f'{a - b:+.1f}' for a, b in zip(after, before))} "
                      f"| {falls} of {episodes * len(rows)} |")
     return lines
 
 
+def fall_counts(rows: list[dict], checkpoint: str, episodes: int) -> list[int]:
+    """Per seed, the episodes of `checkpoint` ("pretrained" or "final") that ended in a terminal state."""
+    return [round(r[checkpoint].get("termination_rate", 0.0) * episodes) for r in rows]
+
+
 def fall_lines(rows: list[dict], episodes: int) -> list[str]:
     """Episodes that ended in a terminal state (a fall, on Hopper) before and after: on data where the
     policy that does not fall scores the same before and after, these decide the lift (docs/finetuning.md §7)."""
-    counts = {k: [round(r[k]["termination_rate"] * episodes) for r in rows] for k in ("pretrained", "final")}
+    counts = {k: fall_counts(rows, k, episodes) for k in ("pretrained", "final")}
     total = episodes * len(rows)
     return ["", f"Episodes that ended in a terminal state (a fall) before the time limit: "
                 f"{sum(counts['pretrained'])} of {total} after pretraining, {sum(counts['final'])} of {total} at the "
@@ -225,10 +231,9 @@ def main(argv):
         run_dir = finetune(seed, runs_dir, flags.FLAGS.config, extra,
                            Path(flags.FLAGS.pretrained_from) if flags.FLAGS.pretrained_from else None)
         rows.append({"seed": seed, "run_dir": str(run_dir),
-                     **evaluate_pair(run_dir, flags.FLAGS.episodes, flags.FLAGS.policy, headline=True)})
+                     **evaluate_pair(run_dir, flags.FLAGS.episodes, flags.FLAGS.policy), **in_run_curve(run_dir)})
         if flags.FLAGS.also_modes:
-            rows[-1]["also"] = {m: evaluate_pair(run_dir, flags.FLAGS.episodes, other_mode=m)
-                                for m in flags.FLAGS.also_modes}
+            rows[-1]["also"] = {m: evaluate_pair(run_dir, flags.FLAGS.episodes, m) for m in flags.FLAGS.also_modes}
         print(f"seed {seed}: {rows[-1]['pretrained']['score_mean']:.1f} -> {rows[-1]['final']['score_mean']:.1f}",
               flush=True)
     options = ([f"--policy={flags.FLAGS.policy}"] if flags.FLAGS.policy else []) + \
