@@ -158,6 +158,11 @@ def run(cfg, pretrained: str | None, resume: bool, launcher: str = "local", ray_
         ckpt = pre_ckpt
     state["pretrained"] = str(ckpt)
     state_path.write_text(json.dumps(state, indent=2))
+    if launcher == "ray":   # Ray's start-up (~4 s) overlaps the dataset's and wandb's (the start-up target, issue 11)
+        from launch.ray_roles import start_ray_in_background
+        per_actor = float(o.get("ray_actor_cpus", 1.0))
+        ray_start = start_ray_in_background(
+            ray_address, num_cpus=max(os.cpu_count() or 1, 1 + int(o.num_actors) * int(per_actor)))
 
     # ---- 2. what every role needs: the config and the dataset's description ----
     ensure_default_dataset(cfg.dataset)
@@ -209,17 +214,13 @@ def run(cfg, pretrained: str | None, resume: bool, launcher: str = "local", ray_
         + (["--resume"] if resume else [])
     hosted = bool(o.replay_in_learner)
     if launcher == "ray":
-        from launch.pretrain import pick_device
-        from launch.ray_roles import RayChild, start_ray
-        per_actor = float(o.get("ray_actor_cpus", 1.0))
-        ray_info = start_ray(ray_address, num_cpus=max(os.cpu_count() or 1, 1 + int(o.num_actors) * int(per_actor)))
-        learner_gpus = 1.0 if pick_device(cfg.device).type == "cuda" else 0.0
+        from launch.ray_roles import RayChild
 
         def make_child(name, args, env=None):
+            if name in ("learner", "replay_server"):   # the driver's node: its own children, started while
+                return Child(name, args, run_dir, env)  # Ray comes up (their seat is reserved below)
             role = name.split("_")[0]
-            return RayChild(name, args, run_dir, env, driver_node=ray_info["driver_node"],
-                            on_driver_node=role in ("learner", "replay"), num_gpus=learner_gpus if role == "learner" else 0.0,
-                            num_cpus={"learner": 1.0, "actor": per_actor}.get(role, 0.0),
+            return RayChild(name, args, run_dir, env, num_cpus=per_actor if role == "actor" else 0.0,
                             ray_restarts=int(o.actor_restart_limit) if role == "actor" else 0)
     else:
         def make_child(name, args, env=None):
@@ -272,6 +273,18 @@ def run(cfg, pretrained: str | None, resume: bool, launcher: str = "local", ray_
               "whoever reaches it can read the run's weights and transitions (README, 'Who can reach the "
               "replay port')", flush=True)
     client = connect_while_alive("The replay server stopped during start-up")
+    if launcher == "ray":   # the evaluator and the actors are Ray's to place: Ray must be up now
+        from launch.pretrain import pick_device
+        from launch.ray_roles import reserve_learner_seat
+        try:
+            ray_start.wait()
+        except Exception as e:
+            server.stop(30)
+            where = f"joining the cluster at {ray_address}" if ray_address else "starting a local cluster"
+            raise UserFacingError(f"Ray failed while {where}: {type(e).__name__}: {e}") from e
+        for signum in old:   # Ray's core worker put its own SIGTERM handler (which exits at once) over ours
+            signal.signal(signum, on_signal)
+        reserve_learner_seat(1.0, 1.0 if pick_device(cfg.device).type == "cuda" else 0.0)
     env_steps = start_env_steps = table_stats(client)["inserts"]
     if resume:   # evaluations past what the replay restored scored a stretch that is gone: set aside, not redrawn
         from learner.log_rows import set_aside

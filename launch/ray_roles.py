@@ -1,7 +1,8 @@
 """The roles of a finetuning run placed by Ray, on one machine or a cluster (`launch.finetune --launcher=ray`).
 
 Each role runs the same program as with the local launcher (launch/learner.py, evaluator.py,
-actor.py), started by a small Ray actor, `RoleHost`, on the node Ray chose for it. `RayChild`
+actor.py); the actors and the evaluator are started by a small Ray actor, `RoleHost`, on the node
+Ray chose for it. `RayChild`
 gives the supervisor the interface of a local `Child` (launch/supervision.py), so the supervisor's
 rules (start order, the learner's restart from its checkpoint, the stop order, the logs, wandb and
 the curve) are one code for both launchers; Ray adds placement by resources.
@@ -13,9 +14,11 @@ host starts the actor again; the supervisor only counts the new lives and gives 
 The learner and the evaluator keep the supervisor's rules (the learner must come back from its
 checkpoint, on the driver's node, with its replay; the evaluator behind it), as on one machine.
 
-Placement: the learner on the driver's node (its dataset, checkpoints and replay stay there; a
-learner on CUDA asks for a GPU), the actors with `online.ray_actor_cpus` CPUs each, the evaluator
-anywhere. A role on another node gets the run's small files (config, dataset description, key)
+Placement: the learner on the driver's node (its dataset, checkpoints and replay stay there): it is
+the driver's own child process, as with the local launcher, started while Ray itself comes up (which
+keeps Ray's start-up off the run's), and its CPU (and GPU when it runs on CUDA) is reserved in Ray's
+books by `reserve_learner_seat`. The actors take `online.ray_actor_cpus` CPUs each, the evaluator
+goes anywhere. A role on another node gets the run's small files (config, dataset description, key)
 through Ray and its log files come back through Ray into the driver's run directory, so nothing is
 copied by hand; a role on the driver's node uses the run directory itself.
 
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -45,30 +49,90 @@ RAY_GAVE_UP = -1001                                          # ... of a role Ray
 PASSED_ENV = ("MINARI_DATASETS_PATH", "WANDB_MODE", "WANDB_API_KEY", "WANDB_DIR", "MUJOCO_GL", "HOME")
 
 
-def start_ray(address: str | None, num_cpus: int, say=print) -> dict:
+def start_ray(address: str | None, num_cpus: int, say=print) -> None:
     """Join the cluster at `address` ('auto' or HOST:PORT), or start a local one bound to 127.0.0.1."""
     import ray
 
-    # Workers of a cluster started by `ray start` have that shell's environment, not ours: they get this
-    # repository on their path (at the same place on every node, README) and the settings the roles read.
-    env_vars = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
-    env_vars["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    runtime_env = {"env_vars": env_vars}
-    if address:
-        ray.init(address=address, log_to_driver=False, configure_logging=False, runtime_env=runtime_env)
+    # The workers need this repository on their path (at the same place on every node, README) and the
+    # settings the roles read.
+    python_path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    if address:   # workers of a cluster started by `ray start` have that shell's environment: a runtime env
+        env_vars = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
+        ray.init(address=address, log_to_driver=False, configure_logging=False,
+                 runtime_env={"env_vars": {**env_vars, "PYTHONPATH": python_path}})
         say(f"ray: joined the cluster at {address} ({len(ray.nodes())} nodes); its network must be private")
-    else:
+    else:         # a local cluster's workers inherit this environment; without a runtime env the workers
+        os.environ["PYTHONPATH"] = python_path     # that Ray starts ahead host the roles (~1 s each sooner)
         ray.init(num_cpus=num_cpus, _node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False,
-                 configure_logging=False, runtime_env=runtime_env)
+                 configure_logging=False)
         say(f"ray: a local cluster on 127.0.0.1 with {num_cpus} CPUs")
-    return {"driver_node": ray.get_runtime_context().get_node_id()}
+
+
+def reserve_learner_seat(num_cpus: float, num_gpus: float):
+    """Reserve the learner's CPU (and GPU) on the driver's node in Ray's books, so that Ray places no
+    actor on them: the learner itself is the driver's own child process (launch/finetune.py), started
+    while Ray comes up. A placement group, not a placeholder actor: it holds no worker process. Not
+    waited for; the job's end releases it."""
+    import ray
+    from ray.util.placement_group import placement_group
+
+    bundle = {"CPU": float(num_cpus), f"node:{ray.util.get_node_ip_address()}": 0.001}
+    if num_gpus:
+        bundle["GPU"] = float(num_gpus)
+    return placement_group([bundle], strategy="STRICT_PACK", name="learner-seat")
+
+
+class RayStart(threading.Thread):
+    """`start_ray` on a thread of its own, so that the ~4 s of ray.init overlap the driver's own start-up
+    (imports, the dataset, the learner's own start); `wait()` returns once Ray is up or raises its error.
+
+    The thread lives until `stop_ray`: a local cluster's processes are started with PR_SET_PDEATHSIG,
+    which kills them when the *thread* that started them ends. Off the main thread ray.init installs no
+    Python SIGTERM handler (it warns; the warning is dropped here), but its core worker still installs a
+    C-level one: the driver re-installs its own handlers once Ray is up (launch/finetune.py)."""
+
+    def __init__(self, address: str | None, num_cpus: int, say=print):
+        super().__init__(name="ray-start", daemon=True)
+        self.args = (address, num_cpus, say)
+        self.up, self.release = threading.Event(), threading.Event()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            start_ray(*self.args)
+        except BaseException as e:    # handed to whoever waits in result()
+            self.error = e
+        self.up.set()
+        self.release.wait()
+
+    def wait(self) -> None:
+        self.up.wait()
+        if self.error is not None:
+            raise self.error
+
+
+_starting: RayStart | None = None     # the start that stop_ray waits for and then lets end
+
+
+def start_ray_in_background(address: str | None, num_cpus: int, say=print) -> RayStart:
+    global _starting
+    logging.getLogger("ray._private.worker").addFilter(
+        lambda record: "SIGTERM handler is not set" not in record.getMessage())
+    _starting = RayStart(address, num_cpus, say)
+    _starting.start()
+    return _starting
 
 
 def stop_ray() -> None:
+    """Shut down the driver's connection (and a local cluster), after a start still under way."""
     import ray
 
+    if _starting is not None:
+        _starting.up.wait(300)
     if ray.is_initialized():
         ray.shutdown()
+    if _starting is not None:
+        _starting.release.set()
 
 
 class RoleHost:
@@ -162,14 +226,6 @@ class RoleHost:
             import shutil
             shutil.rmtree(self.local_dir, ignore_errors=True)
 
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def node(self) -> str:
-        import ray
-
-        return ray.get_runtime_context().get_node_id()
-
 
 class RayChild(Child):
     """A role that Ray places (see the module docstring); the local `Child`'s interface.
@@ -179,35 +235,27 @@ class RayChild(Child):
     """
 
     def __init__(self, name: str, args: list[str], run_dir: Path, env: dict | None = None, *,
-                 driver_node: str, on_driver_node: bool = False, num_cpus: float = 0.0, num_gpus: float = 0.0,
-                 mirror: bool | None = None, ray_restarts: int = 0):
+                 num_cpus: float = 0.0, mirror: bool | None = None, ray_restarts: int = 0):
         super().__init__(name, args, run_dir, env)
-        self.driver_node, self.on_driver_node = driver_node, on_driver_node
-        self.num_cpus, self.num_gpus = num_cpus, num_gpus
-        self.force_mirror = mirror          # None: mirror exactly when placed off the driver's node
+        self.num_cpus = num_cpus
+        self.force_mirror = mirror          # None: mirror exactly when the cluster has other nodes
         self.ray_restarts = int(ray_restarts)
         self.restarts_itself = self.ray_restarts > 0
         self.host = None
         self._rc: int | None = None
-        self.node_id: str | None = None
         self._offsets: dict[str, int] = {}
         self._worker: int | None = None
         self._new_lives: list[str] = []
 
     def start(self, extra_args: list[str] | None = None) -> None:
         import ray
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         self._release()
         self.out_offset = self.out_path.stat().st_size if self.out_path.exists() else 0
-        options = {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus, "max_restarts": self.ray_restarts,
-                   "name": None, "lifetime": None}
-        if self.on_driver_node:
-            options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(self.driver_node, soft=False)
-        remote = ray.remote(RoleHost).options(**{k: v for k, v in options.items() if v is not None})
+        remote = ray.remote(RoleHost).options(num_cpus=self.num_cpus, max_restarts=self.ray_restarts)
         mirror = self.force_mirror
         if mirror is None:   # a role that may land on another node works in a copy and ships its logs back
-            mirror = not self.on_driver_node and len([n for n in ray.nodes() if n.get("Alive")]) > 1
+            mirror = len([n for n in ray.nodes() if n.get("Alive")]) > 1
         files = {rel: (self.run_dir / rel).read_bytes() for rel in SHIPPED if (self.run_dir / rel).exists()} \
             if mirror else {}
         self.host = remote.remote(self.name, [*self.args, *(extra_args or [])], str(self.run_dir),

@@ -149,8 +149,11 @@ def test_multiprocess_run_survives_a_killed_actor_and_logs_the_curve(store, tmp_
     assert not processes_of(run_dir), "child processes left behind"
 
 
-@pytest.mark.parametrize("launcher", ["local", "ray"])
-def test_interrupt_and_resume_continue_replay_and_counters(store, tmp_path, monkeypatch, launcher):
+@pytest.mark.parametrize("launcher,signum", [("local", signal.SIGINT), ("ray", signal.SIGINT), ("ray", signal.SIGTERM)],
+                         ids=["local-ctrl-c", "ray-ctrl-c", "ray-sigterm"])
+def test_interrupt_and_resume_continue_replay_and_counters(store, tmp_path, monkeypatch, launcher, signum):
+    """Ctrl-C (or the SIGTERM of a batch scheduler) checkpoints learner and replay and stops every child;
+    --resume continues. A Ray driver must keep its own SIGTERM handler (ray.init installs one that exits)."""
     from launch.pretrain import train
     from tests.test_pretrain import small_config
 
@@ -167,7 +170,7 @@ def test_interrupt_and_resume_continue_replay_and_counters(store, tmp_path, monk
             logs = list(tmp_path.glob("finetune-*/logs/learner.jsonl"))
             return bool(logs) and any('"learner_step": 100' in line for line in logs[0].read_text().splitlines())
         wait_for(learner_running, 300, proc, "learner to reach step 100")
-        proc.send_signal(signal.SIGINT)          # Ctrl-C: checkpoint learner and replay, stop every child
+        proc.send_signal(signum)                 # checkpoint learner and replay, stop every child
         proc.wait(timeout=300)
     run_dir = next(tmp_path.glob("finetune-*"))
     first = json.loads((run_dir / "summary.json").read_text())

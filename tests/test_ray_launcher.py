@@ -62,10 +62,9 @@ def test_a_role_on_another_node_gets_the_run_files_and_its_logs_come_back(tmp_pa
     from launch.ray_roles import RayChild, start_ray, stop_ray
 
     run_dir = probe_run_dir(tmp_path)
-    info = start_ray(None, num_cpus=1, say=lambda m: None)
+    start_ray(None, num_cpus=1, say=lambda m: None)
     try:
-        child = RayChild("probe", ["tests.ray_probe", f"--run_dir={run_dir}"], run_dir, driver_node=info["driver_node"],
-                         mirror=True)
+        child = RayChild("probe", ["tests.ray_probe", f"--run_dir={run_dir}"], run_dir, mirror=True)
         child.start()
         wait_for(lambda: not child.alive(), 120, what="the probe to finish")
         assert child.returncode == 0, child.tail()
@@ -87,10 +86,10 @@ def test_ray_restarts_a_failing_role_up_to_its_limit_and_every_life_is_counted_a
     from launch.ray_roles import RayChild, start_ray, stop_ray
 
     run_dir = probe_run_dir(tmp_path)
-    info = start_ray(None, num_cpus=1, say=lambda m: None)
+    start_ray(None, num_cpus=1, say=lambda m: None)
     try:
         child = RayChild("probe", ["tests.ray_probe", f"--run_dir={run_dir}", "--exit_code=3"], run_dir,
-                         driver_node=info["driver_node"], mirror=True, ray_restarts=2)
+                         mirror=True, ray_restarts=2)
         child.start()
         said = []
         wait_for(lambda: said.extend(child.lives_restarted()) or not child.alive(), 180,
