@@ -27,6 +27,7 @@ to 127.0.0.1 only; joining a cluster is explicit and its network must be private
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -40,6 +41,7 @@ import time
 from pathlib import Path
 
 from launch.supervision import ROOT, Child, _die_with_parent
+from replay.loopback import is_loopback
 
 SHIPPED = ("config.json", "dataset_meta.json", "run_key")     # what a role on another node needs
 NODE_LOST = -1000                                            # returncode of a role whose node went away
@@ -63,9 +65,38 @@ def start_ray(address: str | None, num_cpus: int, say=print) -> None:
         say(f"ray: joined the cluster at {address} ({len(ray.nodes())} nodes); its network must be private")
     else:         # a local cluster's workers inherit this environment; without a runtime env the workers
         os.environ["PYTHONPATH"] = python_path     # that Ray starts ahead host the roles (~1 s each sooner)
-        ray.init(num_cpus=num_cpus, _node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False,
-                 configure_logging=False)
+        with local_ray_on_loopback():
+            ray.init(num_cpus=num_cpus, _node_ip_address="127.0.0.1", include_dashboard=False,
+                     log_to_driver=False, configure_logging=False)
+        where = {n["NodeManagerAddress"] for n in ray.nodes()}
+        if not all(is_loopback(a) for a in where):
+            ray.shutdown()
+            raise RuntimeError(f"the local Ray cluster came up on {', '.join(sorted(where))}, not on loopback; "
+                               "stopped it rather than listen on the network (launch/ray_roles.py)")
         say(f"ray: a local cluster on 127.0.0.1 with {num_cpus} CPUs")
+
+
+@contextlib.contextmanager
+def local_ray_on_loopback():
+    """Around the ray.init that starts a local cluster. Ray (2.60) turns `_node_ip_address="127.0.0.1"`
+    into the machine's outside address, and its servers then listen on every interface; it keeps to
+    loopback only where it takes clusters to be unsupported (macOS, Windows), a switch read from the
+    environment when ray is imported (the cluster's processes inherit it) and kept on a module. Both
+    are set for the start and put back after it, so that this process can still join or make a real
+    cluster later (tests); start_ray checks the outcome."""
+    saved_env = os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    from ray._private import ray_constants
+    saved = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved
+        if saved_env is None:
+            os.environ.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
+        else:
+            os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = saved_env
 
 
 def reserve_learner_seat(num_cpus: float, num_gpus: float):

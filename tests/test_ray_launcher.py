@@ -55,13 +55,24 @@ def probe_run_dir(tmp_path: Path) -> Path:
     return run_dir
 
 
+def listening_off_loopback(processes: list[psutil.Process]) -> list[str]:
+    from replay.loopback import is_loopback
+
+    pids = {p.pid: " ".join(p.cmdline())[:80] for p in processes if p.is_running()}
+    return [f"{c.laddr.ip}:{c.laddr.port} ({pids[c.pid]})" for c in psutil.net_connections("inet")
+            if c.status == psutil.CONN_LISTEN and c.pid in pids and not is_loopback(c.laddr.ip)]
+
+
 def test_a_role_on_another_node_gets_the_run_files_and_its_logs_come_back(tmp_path, restore_environ):
-    """The shipping path of a multi-node run, forced on one machine: the role works in its own copy."""
+    """The shipping path of a multi-node run, forced on one machine: the role works in its own copy.
+    The local cluster (and the role's worker) listen on loopback only: Ray 2.60 put them on every
+    interface although told 127.0.0.1 (launch/ray_roles.keep_local_ray_on_loopback)."""
     import ray
 
-    from launch.ray_roles import RayChild, start_ray, stop_ray
+    from launch.ray_roles import RayChild, reserve_learner_seat, start_ray, stop_ray
 
     run_dir = probe_run_dir(tmp_path)
+    t0 = time.time()
     start_ray(None, num_cpus=1, say=lambda m: None)
     try:
         child = RayChild("probe", ["tests.ray_probe", f"--run_dir={run_dir}"], run_dir, mirror=True)
@@ -73,6 +84,12 @@ def test_a_role_on_another_node_gets_the_run_files_and_its_logs_come_back(tmp_pa
         copy = Path(rows[0]["run_dir"])
         assert copy != run_dir and rows[0]["config"] == {"x": 1} and rows[0]["key_mode"] == 0o600
         assert "probe done" in child.output()
+        assert ray.available_resources().get("CPU") == 1
+        assert reserve_learner_seat(1.0, 0.0).wait(30)        # the learner's core, on the driver's node
+        assert ray.available_resources().get("CPU", 0) == 0
+        ours = [psutil.Process(), *ray_processes(t0)]
+        assert len(ours) >= 3, ours                       # the driver, GCS, raylet at least
+        assert not listening_off_loopback(ours), listening_off_loopback(ours)
         child.stop(10)
     finally:
         stop_ray()
