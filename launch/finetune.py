@@ -158,7 +158,7 @@ def run(cfg, pretrained: str | None, resume: bool, launcher: str = "local", ray_
         ckpt = pre_ckpt
     state["pretrained"] = str(ckpt)
     state_path.write_text(json.dumps(state, indent=2))
-    if launcher == "ray":   # Ray's start-up (~4 s) overlaps the dataset's and wandb's (the start-up target, issue 11)
+    if launcher == "ray":   # Ray's start-up (~4 s) overlaps the dataset's, wandb's and the learner's own
         from launch.ray_roles import start_ray_in_background
         per_actor = float(o.get("ray_actor_cpus", 1.0))
         ray_start = start_ray_in_background(

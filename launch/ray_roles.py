@@ -2,10 +2,10 @@
 
 Each role runs the same program as with the local launcher (launch/learner.py, evaluator.py,
 actor.py); the actors and the evaluator are started by a small Ray actor, `RoleHost`, on the node
-Ray chose for it. `RayChild`
-gives the supervisor the interface of a local `Child` (launch/supervision.py), so the supervisor's
-rules (start order, the learner's restart from its checkpoint, the stop order, the logs, wandb and
-the curve) are one code for both launchers; Ray adds placement by resources.
+Ray chose for it. `RayChild` gives the supervisor the interface of a local `Child`
+(launch/supervision.py), so the supervisor's rules (start order, the learner's restart from its
+checkpoint, the stop order, the logs, wandb and the curve) are one code for both launchers; Ray
+adds placement by resources.
 
 Restarts: an actor is restarted by Ray itself (`max_restarts` = online.actor_restart_limit). Its
 host ends its own Ray worker when the actor's process dies, so a crashed actor, a killed worker and
@@ -131,7 +131,7 @@ class RayStart(threading.Thread):
     def run(self) -> None:
         try:
             start_ray(*self.args)
-        except BaseException as e:    # handed to whoever waits in result()
+        except BaseException as e:    # handed to whoever calls wait()
             self.error = e
         self.up.set()
         self.release.wait()
