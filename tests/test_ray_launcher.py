@@ -66,7 +66,7 @@ def listening_off_loopback(processes: list[psutil.Process]) -> list[str]:
 def test_a_role_on_another_node_gets_the_run_files_and_its_logs_come_back(tmp_path, restore_environ):
     """The shipping path of a multi-node run, forced on one machine: the role works in its own copy.
     The local cluster (and the role's worker) listen on loopback only: Ray 2.60 put them on every
-    interface although told 127.0.0.1 (launch/ray_roles.keep_local_ray_on_loopback)."""
+    interface although told 127.0.0.1 (launch/ray_roles.local_ray_on_loopback)."""
     import ray
 
     from launch.ray_roles import RayChild, reserve_learner_seat, start_ray, stop_ray
