@@ -67,11 +67,16 @@ def build_acting_modules(cfg, obs_dim: int, act_dim: int, device="cpu") -> dict[
 
 
 def acting_params(modules: Mapping[str, nn.Module], algorithm: str) -> dict[str, np.ndarray]:
-    """Flat {"module.param": float32 array} of what acting needs (parameters and buffers)."""
+    """Flat {"module.param": float32 array} of what acting needs (parameters and buffers).
+
+    A snapshot: the arrays own their memory. On a CPU `.to("cpu")` returns the live tensor and
+    `.numpy()` shares it, and a consumer that serialises later (a multiprocessing queue pickles on its
+    own thread) would otherwise ship the weights of whatever step the learner has reached by then.
+    """
     out: dict[str, np.ndarray] = {}
     for name in ACTING_MODULES[algorithm]:
         for key, tensor in modules[name].state_dict().items():
-            out[f"{name}.{key}"] = tensor.detach().to("cpu", torch.float32).numpy()
+            out[f"{name}.{key}"] = tensor.detach().to("cpu", torch.float32, copy=True).numpy()
     return out
 
 

@@ -173,3 +173,19 @@ def test_the_pointmaze_finetuning_config_is_idqls_frozen_mu_argmax_recipe():
     assert cfg.dataset == "local/pointmaze/medium-v0"
     assert (o.exploration, o.exploration_weighting, o.finetune_mu, o.eval_mode) == ("argmax", "greedy", False, "argmax")
     assert cfg.eval.weighting == "greedy"
+
+
+def test_acting_params_are_a_snapshot_that_later_updates_do_not_change():
+    # The pretraining evaluation process receives these through a multiprocessing queue, which pickles
+    # them later on its own thread: views of the live CPU weights would be pickled after the learner's
+    # next in-place updates, so the evaluation of "step k" scored the weights of a later step whenever
+    # the machine was busy (the load-dependent failure of the background-evaluation test).
+    cfg = small(finetune.get_config())
+    learner = Learner(cfg, OBS, ACT, torch.device("cpu"))
+    snapshot = learner.acting_params()
+    kept = {k: v.copy() for k, v in snapshot.items()}
+    for _ in range(3):
+        learner.update(batch())
+    changed = [k for k in kept if not (kept[k] == acting_params(learner.modules, cfg.algorithm)[k]).all()]
+    assert changed, "the updates changed no acting weight: the test would prove nothing"
+    assert all((snapshot[k] == kept[k]).all() for k in kept), "a snapshot followed the live weights"
