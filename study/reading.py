@@ -11,7 +11,7 @@ import json
 import numpy as np
 
 from configs import results as budgets
-from study.plan import Run, short
+from study.plan import Run, load_config_file, short
 from study.stats import mstd
 
 
@@ -100,11 +100,14 @@ def reading_section(c, off: dict, onl: dict, pre_runs: list[Run], ds_info: dict,
         L.append(f"- {short(d)}: methods whose final mean score beats the behaviour data's {b:.1f} — "
                  + "; ".join(parts) + ".")
     seen_noise: set = set()
+    online_episodes = {**load_config_file(budgets.RECIPES["argmax"][1]).online.to_dict(),
+                       **budgets.flat(ft.online)}["eval_episodes"]
     for d in c.datasets:
         for m in ft.methods:
             t = {r["seed"]: r["t_score"] for r in off.get((d, m), [])}
             f = {r["seed"]: r["score"] for r in off.get((d, m), []) if r["final"]}
-            e = {x["seed"]: x["first"].get("score_mean") for r in c.recipes for x in onl.get((d, m, r), [])}
+            # the μ-frozen argmax recipe's evaluator only: the implicit recipe's evaluates another policy
+            e = {x["seed"]: x["first"].get("score_mean") for x in onl.get((d, m, "argmax"), [])}
             seeds = [sd for sd in t if sd in e and sd in f]
             triple = tuple((round(t[sd], 6), round(e[sd], 6), round(f[sd], 6)) for sd in seeds)
             if seeds and triple in seen_noise:
@@ -115,8 +118,9 @@ def reading_section(c, off: dict, onl: dict, pre_runs: list[Run], ds_info: dict,
                          f"the same policy): the same pretrained "
                          f"checkpoints score (per seed) "
                          + ", ".join(f"{t[sd]:.1f} / {e[sd]:.1f} / {f[sd]:.1f}" for sd in seeds)
-                         + f" in the in-training evaluation / the finetuning evaluator's first evaluation (both "
-                         f"{pre.eval_episodes} episodes, different seeds) / the final evaluation ({k} episodes).")
+                         + f" in the in-training evaluation ({pre.eval_episodes} episodes) / the argmax finetuning "
+                         f"run's evaluator, first evaluation ({online_episodes} episodes, other seeds) / the final "
+                         f"evaluation ({k} episodes).")
     if worse:
         down = [w for w in worse if w[3][0] < 0 and -w[3][0] > w[3][1]]
         up = [w for w in worse if w[3][0] > 0 and w[3][0] > w[3][1]]

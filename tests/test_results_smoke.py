@@ -120,6 +120,25 @@ def test_bc_row_and_aggregate_tables(study):
     assert "The critic's choice over μ alone" in section
 
 
+def test_evaluation_noise_line_quotes_the_argmax_runs_evaluator():
+    # The line compares three evaluations of the same argmax policy; it used to take the finetuning
+    # evaluator's first score from whichever recipe came last (the implicit one: another policy). The
+    # tiny study cannot show it (every policy falls at once there), so the records are made by hand.
+    from configs import results as budgets
+    from study.reading import reading_section
+
+    c = budgets.get_config("tiny")
+    d = c.datasets[0]
+    off = {(d, "aligniql_neg"): [{"seed": 0, "t_score": 12.3, "score": 12.2, "final": True,
+                                  "score_implicit": 55.0}]}
+    onl = {(d, "aligniql_neg", recipe): [{"seed": 0, "first": {"score_mean": first}, "start": {"score_mean": first},
+                                          "end": {"score_mean": first + 1.0}}]
+           for recipe, first in (("argmax", 13.1), ("implicit", 53.1))}
+    lines = reading_section(c, off, onl, pre_runs=[], ds_info={}, base=None)
+    noise = next(line for line in lines if line.startswith("- Evaluation noise,"))
+    assert "12.3 / 13.1 / 12.2" in noise, noise
+
+
 @pytest.mark.timeout(240)
 def test_rerun_skips_finished_runs_and_only_report(study):
     env, cmd = study["env"], study["cmd"]
