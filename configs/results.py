@@ -54,6 +54,9 @@ def get_config(budget: str = "small") -> ml_collections.ConfigDict:
         "datasets": ["local/hopper/medium-v0", "local/halfcheetah/medium-v0"],
         "seeds": [0, 1, 2],
         "max_parallel_pretrain": 2,     # single-threaded processes at a time (2 cores)
+        # where `python -m study` writes the report and the runs unless --out_dir / --runs_dir say otherwise
+        "report_dir": f"docs/{budget}",
+        "runs_dir": "runs/results",
         "tau": 0.7,                     # locomotion (AlignIQL Table 3 / IDQL appendix E)
     }
     pre = {
@@ -100,6 +103,8 @@ def get_config(budget: str = "small") -> ml_collections.ConfigDict:
         # resumable, seed-major so that a stop leaves whole seeds.
         c["datasets"] = ["local/hopper/medium-v1", "local/halfcheetah/medium-v1",
                          "local/hopper/medium-replay-v1", "local/halfcheetah/medium-replay-v1"]
+        # the platform's headline study: its runs are committed (results/converged/) and its report is docs/results.md
+        c["report_dir"], c["runs_dir"] = "docs", "results"
         pre.update(steps=30_000, eval_interval=10_000, eval_episodes=5)
         pre["extra"] = {"log_interval": 1_000, "checkpoint_interval": 5_000}
         ft["online"] = {"num_candidates": 16}     # otherwise the default job's online settings

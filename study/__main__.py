@@ -1,8 +1,10 @@
-"""The comparison study: every method at the same budget, offline then online; writes docs/results.md.
+"""The comparison study: every method at the same budget, offline then online; writes a report.
 
-    python -m study                 # --budget=small: ~1.5 h on 2 CPU cores
+    python -m study --budget=converged   # the headline study: docs/results.md from results/converged/
+                                         # (~7 h on 2 CPU cores over several sittings; it resumes)
+    python -m study --budget=converged --only_report   # rebuild docs/results.md and its PNGs
+    python -m study                      # --budget=small: ~1.5 h; docs/small/results.md
     python -m study --budget=tiny --out_dir=/tmp/r --runs_dir=/tmp/r/runs   # smoke test
-    python -m study --only_report   # rebuild results.md and the PNGs from existing runs
 
 1. offline pretraining (launch.pretrain, one single-threaded process per run, at most
    `max_parallel_pretrain` at a time) of IQL + AWR, IDQL (argmax over Q), AlignIQL η=+1 and
@@ -40,8 +42,10 @@ from study.report import write_report
 from study.runner import Runner, machine_info
 
 _BUDGET = flags.DEFINE_enum("budget", "small", ["tiny", "small", "converged", "medium"], "Budget (configs/results.py).")
-_OUT_DIR = flags.DEFINE_string("out_dir", "docs", "Where results.md and figures/ are written.")
-_RUNS_DIR = flags.DEFINE_string("runs_dir", "runs/results", "Run directories go under <runs_dir>/<budget>/.")
+_OUT_DIR = flags.DEFINE_string("out_dir", None, "Where results.md and figures/ are written (default: the "
+                               "budget's report_dir: docs/ for converged, docs/<budget>/ otherwise).")
+_RUNS_DIR = flags.DEFINE_string("runs_dir", None, "Run directories go under <runs_dir>/<budget>/ (default: the "
+                                "budget's runs_dir: results/ for converged, runs/results/ otherwise).")
 _DATASETS = flags.DEFINE_list("datasets", None, "Dataset ids (default: the budget's).")
 _SEEDS = flags.DEFINE_list("seeds", None, "Seeds (default: the budget's).")
 _ONLY_REPORT = flags.DEFINE_bool("only_report", False, "Only regenerate results.md and the PNGs from existing runs.")
@@ -67,8 +71,8 @@ def main(argv):
         c.seeds = [int(s) for s in _SEEDS.value]
     if _MAX_PARALLEL.value:
         c.max_parallel_pretrain = _MAX_PARALLEL.value
-    root = Path(_RUNS_DIR.value) / c.budget
-    out_dir = Path(_OUT_DIR.value)
+    root = Path(_RUNS_DIR.value or c.runs_dir) / c.budget
+    out_dir = Path(_OUT_DIR.value or c.report_dir)
     root.mkdir(parents=True, exist_ok=True)
     pre_runs, ft_runs = plan(c, root, _WANDB.value)
     if _NOTE.value:
