@@ -57,6 +57,7 @@ def get_config(budget: str = "small") -> ml_collections.ConfigDict:
         # where `python -m study` writes the report and the runs unless --out_dir / --runs_dir say otherwise
         "report_dir": f"docs/{budget}",
         "runs_dir": "runs/results",
+        "goal_lifts": [],               # study.lift records (.json) of maze jobs shown beside the tables
         "tau": 0.7,                     # locomotion (AlignIQL Table 3 / IDQL appendix E)
     }
     pre = {
@@ -105,6 +106,8 @@ def get_config(budget: str = "small") -> ml_collections.ConfigDict:
                          "local/hopper/medium-replay-v1", "local/halfcheetah/medium-replay-v1"]
         # the platform's headline study: its runs are committed (results/converged/) and its report is docs/results.md
         c["report_dir"], c["runs_dir"] = "docs", "results"
+        # goal-reaching evidence beside it: `study.lift` records of the maze jobs (study/goal_rows.py)
+        c["goal_lifts"] = ["docs/lift_pointmaze.json"]
         pre.update(steps=30_000, eval_interval=10_000, eval_episodes=5)
         pre["extra"] = {"log_interval": 1_000, "checkpoint_interval": 5_000}
         ft["online"] = {"num_candidates": 16}     # otherwise the default job's online settings

@@ -243,7 +243,9 @@ def main(argv):
     out = Path(flags.FLAGS.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
-    out.with_suffix(".json").write_text(json.dumps({"rows": rows, "config": flags.FLAGS.config, "extra": extra}, indent=2))
+    dataset = json.loads((Path(rows[0]["run_dir"]) / "config.json").read_text())["dataset"] if rows else None
+    out.with_suffix(".json").write_text(json.dumps({"rows": rows, "config": flags.FLAGS.config, "extra": extra,
+                                                    "dataset": dataset, "episodes": flags.FLAGS.episodes}, indent=2))
     print(text)
 
 

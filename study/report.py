@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from configs import results as budgets
+from study.goal_rows import goal_rows_section
 from study.papers import reproduction_section
 from study.plan import Run, apply, load_config_file
 from study.reading import reading_section
@@ -114,6 +115,7 @@ def write_report(c, root: Path, out_dir: Path, pre_runs: list[Run], ft_runs: lis
     L += aggregate_section(c, off, onl)
     L += verdicts_section(c, off, onl, ds_info)
     L += reading_section(c, off, onl, pre_runs, ds_info, base)
+    L += goal_rows_section(list(c.goal_lifts), out_dir)
     failed = [r.name for r in pre_runs + ft_runs if not r.done()]
     if failed:
         L += [f"Runs not (yet) finished: {len(failed)} — " + ", ".join(f"`{n}`" for n in failed[:20])

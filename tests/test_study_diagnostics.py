@@ -66,3 +66,31 @@ def test_lift_report_gives_success_rates_and_steps_to_the_threshold_on_goal_task
     # locomotion rows (no success rate) keep the report as it was
     assert "Success rate" not in report([{**rows[0], "pretrained": {"score_mean": 1.0, "score_std": 0.0},
                                           "final": {"score_mean": 2.0, "score_std": 0.0}}], 20, "c", [], "")
+
+
+def test_report_goal_rows_give_the_lift_success_and_steps_to_the_threshold(tmp_path):
+    import json
+
+    from study.goal_rows import goal_rows_section
+
+    def row(seed, before, after, s_before, s_after, curve):
+        return {"seed": seed, "policy": "argmax, N = 16", "success_curve": curve,
+                "pretrained": {"score_mean": before, "success_rate": s_before},
+                "final": {"score_mean": after, "success_rate": s_after}}
+    rows = [row(0, 10.0, 30.0, 0.5, 0.7, [(0, 0.5), (4000, 0.85)]),
+            row(1, 20.0, 30.0, 0.6, 0.6, [(0, 0.6), (2000, 0.8), (9000, 0.9)]),
+            row(2, 30.0, 30.0, 0.7, 0.8, [(0, 0.7)])]
+    record = tmp_path / "lifts" / "lift_maze.json"
+    record.parent.mkdir()
+    record.write_text(json.dumps({"rows": rows, "config": "configs/pointmaze_finetune.py", "extra": [],
+                                  "dataset": "local/pointmaze/medium-v0", "episodes": 50}))
+    docs = tmp_path / "docs"
+    lines = goal_rows_section([str(record), str(tmp_path / "absent.json")], docs)
+    line = next(x for x in lines if x.startswith("| local/pointmaze/medium-v0 |"))
+    cells = [c.strip() for c in line.split("|")[1:-1]]
+    assert cells[2:5] == ["3", "50", "20.0 → 30.0"]
+    assert cells[5].startswith("+10.0 [")                     # lifts +20, +10, 0
+    assert cells[6] == "60 % → 70 %" and cells[7].startswith("+10.0 [")
+    assert cells[8] == "3,000 (2 of 3 seeds)"                 # 2,000 and 4,000 reached; seed 2 never did
+    assert cells[9] == "[lift_maze.md](../lifts/lift_maze.md)"
+    assert any("absent.json` not found" in x for x in lines)
