@@ -126,6 +126,9 @@ def run(cfg, pretrained: str | None, resume: bool, launcher: str = "local", ray_
     check_config(cfg)
     check_online_config(cfg.online)
     o = cfg.online
+    if launcher == "ray" and ray_address:
+        from launch.ray_roles import check_cluster_address
+        check_cluster_address(ray_address)       # before pretraining: a wrong address costs seconds, not minutes
     if launcher == "ray" and ray_address and not o.allow_remote:
         o.allow_remote = True   # actors on other nodes must reach the replay: the cluster's network is private
         print("ray: online.allow_remote=True (actors on other nodes connect to the replay port)", flush=True)

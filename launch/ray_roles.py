@@ -51,6 +51,28 @@ RAY_GAVE_UP = -1001                                          # ... of a role Ray
 PASSED_ENV = ("MINARI_DATASETS_PATH", "WANDB_MODE", "WANDB_API_KEY", "WANDB_DIR", "MUJOCO_GL", "HOME")
 
 
+def check_cluster_address(address: str, timeout_s: float = 5.0) -> None:
+    """A HOST:PORT to join must answer now: Ray itself retries a wrong one for ~14 minutes (measured,
+    Ray 2.60) before it says so, and the run would first pretrain. 'auto' is left to Ray, which
+    fails at once when no cluster runs on this machine."""
+    import socket
+
+    from errors import UserFacingError
+
+    if address == "auto":
+        return
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise UserFacingError(f"--ray_address={address}: give 'auto' or HOST:PORT (the head's port, "
+                              f"6379 unless `ray start --head --port=...` said otherwise).")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as e:
+        raise UserFacingError(f"--ray_address={address}: nothing answers there ({e.strerror or e}). Start the "
+                              f"head with `ray start --head --port={port}` on {host}, or check the host, the port "
+                              f"and the firewall between the machines (README, 'Ray').") from None
+
+
 def start_ray(address: str | None, num_cpus: int, say=print) -> None:
     """Join the cluster at `address` ('auto' or HOST:PORT), or start a local one bound to 127.0.0.1."""
     import ray

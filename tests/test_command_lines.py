@@ -62,3 +62,12 @@ def test_a_missing_run_config_is_named_in_one_line(module):
 @pytest.mark.parametrize("module", ["study.evaluate", "study.ranking"])
 def test_a_missing_checkpoint_is_named_in_one_line(module):
     assert_one_line_names(run(module, "--checkpoint=nope.pt", "--out=/nonexistent/out.json"), "nope.pt")
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:1", "headnode"])
+def test_a_ray_address_that_cannot_be_joined_is_named_at_once(address):
+    # Ray retries an address where nothing listens for ~14 minutes; the launcher checks it first
+    # (before pretraining) and says so in one line.
+    proc = run("launch.finetune", "--launcher=ray", f"--ray_address={address}", "--config.wandb.mode=disabled")
+    assert_one_line_names(proc, f"--ray_address={address}")
+    assert "offline pretraining" not in proc.stdout
