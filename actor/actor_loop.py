@@ -60,7 +60,7 @@ def load_run_inputs(config_json: str, dataset_meta: str | None, run_dir: str | N
     base = os.path.dirname(config_json) or "."
     cfg = load_config_json(config_json)
     from networks.linear import set_cpu_matmul
-    set_cpu_matmul(cfg.get("cpu_matmul", "onednn"))    # the run's CPU matrix-product route, as the learner's
+    set_cpu_matmul(cfg.get("cpu_matmul", "auto"))    # the run's CPU matrix-product route, as the learner's
     meta = load_dataset_meta(dataset_meta or os.path.join(base, "dataset_meta.json"))
     return cfg, meta, run_dir or base, cfg.seed if seed is None else seed
 

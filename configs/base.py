@@ -20,9 +20,10 @@ def get_config() -> ml_collections.ConfigDict:
     # as a CUDA graph; CUDA only). Eager stays the default until `python -m bench.gpu_check` has passed
     # on a GPU (no GPU has run this project yet; docs/performance.md).
     c.learner_step = "eager"
-    # CPU matrix products: "onednn" (~1.5-2x MKL's rate on AVX-512 CPUs, bench.cpu_gemm) or "aten" (torch's
-    # default, MKL); both float32 (networks/linear.py). No effect on CUDA.
-    c.cpu_matmul = "onednn"
+    # CPU matrix products: "onednn" (~1.5-2x MKL's rate on AVX-512 CPUs, bench.cpu_gemm; slower on an
+    # AVX2-only CPU), "aten" (torch's default, MKL) or "auto" (oneDNN where the CPU has AVX-512); all
+    # float32 (networks/linear.py). No effect on CUDA.
+    c.cpu_matmul = "auto"
     c.matmul_precision = "auto"           # "auto": TF32 ("high") on CUDA, "highest" on CPU; or highest|high|medium
 
     # ---- data ----

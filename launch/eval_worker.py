@@ -31,6 +31,8 @@ def _serve(cfg_json: str, obs_dim: int, act_dim: int, requests, results) -> None
 
     torch.set_num_threads(1)
     cfg = ml_collections.ConfigDict(json.loads(cfg_json))
+    from networks.linear import set_cpu_matmul
+    set_cpu_matmul(cfg.get("cpu_matmul", "auto"))     # the learner's route: the same rounding as its own evaluations
     dataset, transform, env_fn = load_offline_data(cfg)
     modules = build_acting_modules(cfg, obs_dim, act_dim)
 

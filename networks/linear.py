@@ -1,10 +1,13 @@
 """nn.Linear whose CPU matrix products go through oneDNN instead of MKL.
 
-Why: on this project's CPU (AMD EPYC, AVX-512) torch's default fp32 route, MKL, runs the learner's
-GEMMs at ~85-95 GFLOP/s on one thread, while oneDNN's JIT kernels run the same products at
-~160-200 (the speed JAX/XLA reaches, and the reason IDQL's JAX μ step was 1.3x ours):
-`python -m bench.cpu_gemm`. Both are float32 with float32 accumulation; results agree to
-rounding. On CUDA, and where oneDNN is missing, this is exactly `nn.Linear`.
+Why: on CPUs with AVX-512 (the AMD EPYC and Intel Xeon machines measured here) torch's default
+fp32 route, MKL, runs the learner's GEMMs at ~85-95 GFLOP/s on one thread, while oneDNN's JIT
+kernels run the same products at ~160-200 (the speed JAX/XLA reaches, and the reason IDQL's JAX μ
+step was 1.3x ours): `python -m bench.cpu_gemm`. On an AVX2-only AMD EPYC the two routes ran the μ
+step's GEMMs alike (33.7 vs 34.2 GFLOP/s) and oneDNN made the whole quickstart learner step slower
+(20.5 vs 25.7 steps/s, interleaved in one run, 2026-12-03), so the default "auto" takes oneDNN only
+where torch reports AVX-512. Both are float32 with float32 accumulation; results agree to rounding.
+On CUDA, and where oneDNN is missing, this is exactly `nn.Linear`.
 
 The layer keeps nn.Linear's parameters, names and initialisation, so checkpoints and published
 acting weights are unchanged. Forward, input gradient and weight gradient are each one oneDNN
@@ -20,17 +23,24 @@ from torch import nn
 from torch.nn import functional as F
 
 _ONEDNN_AVAILABLE = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
-_use_onednn = _ONEDNN_AVAILABLE
-CPU_MATMULS = ("onednn", "aten")
+CPU_MATMULS = ("auto", "onednn", "aten")
+
+
+def onednn_pays() -> bool:
+    """What "auto" picks: oneDNN where the CPU has AVX-512 (see the module's docstring)."""
+    return _ONEDNN_AVAILABLE and "AVX512" in torch.backends.cpu.get_cpu_capability()
+
+
+_use_onednn = onednn_pays()      # the same as "auto", so a process that never sets a route agrees with one that does
 
 
 def set_cpu_matmul(route: str) -> str:
-    """"onednn" (the default where available) or "aten"; returns the route in force."""
+    """"auto" (the default: oneDNN where the CPU has AVX-512), "onednn" or "aten"; returns the route in force."""
     global _use_onednn
     if route not in CPU_MATMULS:
         from errors import ConfigError
-        raise ConfigError(f"Invalid setting config.cpu_matmul={route!r}: choose onednn or aten.")
-    _use_onednn = route == "onednn" and _ONEDNN_AVAILABLE
+        raise ConfigError(f"Invalid setting config.cpu_matmul={route!r}: choose auto, onednn or aten.")
+    _use_onednn = onednn_pays() if route == "auto" else (route == "onednn" and _ONEDNN_AVAILABLE)
     return "onednn" if _use_onednn else "aten"
 
 

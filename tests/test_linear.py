@@ -15,7 +15,7 @@ from networks.mlp import EnsembleLinear
 def onednn():
     assert set_cpu_matmul("onednn") == "onednn", "this build of torch has no oneDNN"
     yield
-    set_cpu_matmul("onednn")
+    set_cpu_matmul("auto")          # the default, for the tests that run after these in the same process
 
 
 @pytest.mark.parametrize("shape", [(7, 5), (3, 4, 5)])
@@ -89,6 +89,16 @@ def test_aten_route_is_plain_nn_linear_and_state_dicts_are_unchanged():
                        torch.full((1, 1, 1), 2.0))
     with pytest.raises(Exception, match="config.cpu_matmul"):
         set_cpu_matmul("mkl")
+
+
+def test_auto_takes_onednn_only_where_the_cpu_has_avx512(monkeypatch):
+    # oneDNN is ~1.5-2x MKL with AVX-512 but made the learner step slower on an AVX2-only CPU
+    # (networks/linear.py); "auto", the default, decides by the capability torch reports.
+    for capability, route in (("AVX512", "onednn"), ("AVX2", "aten"), ("DEFAULT", "aten")):
+        monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda c=capability: c)
+        assert set_cpu_matmul("auto") == route, capability
+    from configs import base
+    assert base.get_config().cpu_matmul == "auto"
 
 
 def test_autocast_keeps_its_bfloat16_products():
