@@ -11,12 +11,14 @@ preallocated operands, and prints GFLOP/s and the ratio to the default, all in t
 
   aten (MKL)        torch.mm: what nn.Linear runs with config cpu_matmul="aten"
   oneDNN            torch.ops.mkldnn._linear_pointwise on the same dense operands (transposed views,
-                    no copies): what networks/linear.py runs with cpu_matmul="onednn", the default
+                    no copies): what networks/linear.py runs with cpu_matmul="onednn" (and "auto",
+                    the default, on a CPU with AVX-512)
   inductor          torch.compile(mode="max-autotune") of the same chain with Inductor's C++ GEMM
                     templates allowed (max_autotune_gemm_backends="CPP,ATEN"), chosen per shape by timing
 
 Measured here (2026-12-02, AMD EPYC with AVX-512, one thread, beside another job on the second core): aten 89.7, oneDNN
-202.0 (x2.25), inductor 89.7 GFLOP/s (x1.00: autotuning kept ATen's kernels).
+202.0 (x2.25), inductor 89.7 GFLOP/s (x1.00: autotuning kept ATen's kernels). On an AVX2-only AMD EPYC
+(2026-12-03, quiet): aten 33.7, oneDNN 34.2 GFLOP/s (x1.01).
 """
 from __future__ import annotations
 
