@@ -61,7 +61,7 @@ def check_cluster_address(address: str, timeout_s: float = 5.0) -> None:
 
     if address == "auto":
         return
-    host, sep, port = address.rpartition(":")
+    host, sep, port = address.split("://", 1)[-1].rpartition(":")     # ray://HOST:PORT (Ray Client) too
     if not sep or not host or not port.isdigit():
         raise UserFacingError(f"--ray_address={address}: give 'auto' or HOST:PORT (the head's port, "
                               f"6379 unless `ray start --head --port=...` said otherwise).")
