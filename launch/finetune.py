@@ -37,8 +37,8 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from errors import EXIT_INTERRUPTED, ConfigError, UserFacingError
-from launch.supervision import (Child, LogForwarder, LostWork, actor_transitions, checkpoints_note, last_learner_step,
-                                learner_started, restored_figures)
+from launch.supervision import (Child, InsertPoll, LogForwarder, LostWork, actor_transitions, checkpoints_note,
+                                last_learner_step, learner_started, restored_figures)
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/finetune.py", "Config file (see configs/).")
 _PRETRAINED = flags.DEFINE_string("pretrained", None, "Pretraining checkpoint; skips offline pretraining.")
@@ -350,6 +350,8 @@ def run(cfg, pretrained: str | None, resume: bool, launcher: str = "local", ray_
             evaluator.start()
         return lost
 
+    inserts_poll = InsertPoll(lambda: table_stats(client)["inserts"], lambda: server.alive(),
+                              say=lambda m: print(m, flush=True))
     try:
         # ---- 4. supervise: actors and evaluator are restarted as they die, the learner from its checkpoint ----
         while stop["signal"] is None:
@@ -390,12 +392,10 @@ def run(cfg, pretrained: str | None, resume: bool, launcher: str = "local", ray_
                                 "supervisor/lost_transitions": sum(x.transitions for x in losses)}, env_steps)
             if failure:
                 break
-            try:
-                env_steps = table_stats(client)["inserts"]
-            except Exception:   # the server went down since the checks above (a dying learner): next round
-                if server.alive():
-                    raise
+            polled = inserts_poll.read()     # None: the server is down (a dying learner) or missed a poll
+            if polled is None:
                 continue
+            env_steps = polled
             forwarder.poll(env_steps)
             if time.time() - last_print >= 10:
                 last_print = time.time()

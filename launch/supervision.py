@@ -157,6 +157,37 @@ class LogForwarder:
             self.last.pop("learner", None)
 
 
+class InsertPoll:
+    """The replay's insert count as the supervisor reads it each second.
+
+    Why: one poll that a live server did not answer ("Connection reset by peer" as the evaluator was
+    killed) ended a whole run with a traceback. A failure while the server's process is alive is now
+    retried on the next rounds and said on the console; only `patience` failures in a row end the run,
+    naming the last error. While the server is down the learner's restart handles it: not counted.
+    """
+
+    def __init__(self, read_inserts, server_alive, patience: int = 10, say=print):
+        self.read_inserts, self.server_alive, self.patience, self.say = read_inserts, server_alive, patience, say
+        self.failures = 0
+
+    def read(self) -> int | None:
+        """The count, or None when this round has none (the caller keeps its last one)."""
+        try:
+            inserts = int(self.read_inserts())
+        except Exception as e:
+            if not self.server_alive():
+                return None
+            self.failures += 1
+            if self.failures >= self.patience:
+                raise RuntimeError(f"The replay server's process is up but did not answer {self.failures} polls in "
+                                   f"a row; last: {type(e).__name__}: {e}") from e
+            self.say(f"  the replay server did not answer a poll ({type(e).__name__}: {e}); asking again next "
+                     f"round ({self.failures}/{self.patience})")
+            return None
+        self.failures = 0
+        return inserts
+
+
 @dataclasses.dataclass
 class LostWork:
     """What one learner crash cost, from the last figures seen before it and those restored after it.

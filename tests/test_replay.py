@@ -530,3 +530,37 @@ def test_importing_reverb_through_the_replay_package_prints_no_tensorflow_factor
                          env=env, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), timeout=120)
     assert out.returncode == 0, out.stderr
     assert "Unable to register" not in out.stderr, out.stderr
+
+
+def test_the_supervisors_poll_survives_a_live_server_that_misses_answers(make_server):
+    # One poll that a live server did not answer ("Connection reset by peer") once ended a whole
+    # finetuning run (the chaos test). Missed polls of a live server are retried and said; only
+    # `patience` in a row end the run; a server that is down is not counted (the learner restarts it).
+    import portpicker
+    import reverb
+
+    from launch.supervision import InsertPoll
+
+    spec = ReplaySpec(OBS, ACT, max_size=10, min_size_to_sample=1)
+    server, address = make_server(spec)
+    client, said, process_alive = reverb.Client(address), [], {"yes": True}
+    poll = InsertPoll(lambda: table_stats(client, timeout_s=1)["inserts"], lambda: process_alive["yes"],
+                      patience=50, say=said.append)
+    assert poll.read() == 0 and poll.failures == 0
+    server.stop()                                   # the process is "alive" but nothing answers
+    assert poll.read() is None and poll.read() is None
+    assert poll.failures == 2 and len(said) == 2 and "asking again next round (2/50)" in said[-1]
+    make_server(spec, port=server.port)             # answers again at the same address
+    deadline = time.time() + 30
+    while (inserts := poll.read()) is None and time.time() < deadline:
+        time.sleep(0.2)                             # gRPC reconnects with its own back-off
+    assert inserts == 0 and poll.failures == 0
+    nowhere = f"localhost:{portpicker.pick_unused_port()}"
+    poll.read_inserts = lambda: table_stats(nowhere, timeout_s=1)["inserts"]
+    process_alive["yes"] = False                    # a dead server process: the learner's restart handles it
+    assert poll.read() is None and poll.failures == 0
+    process_alive["yes"] = True
+    poll.patience = 2
+    assert poll.read() is None
+    with pytest.raises(RuntimeError, match="did not answer 2 polls in a row"):
+        poll.read()
