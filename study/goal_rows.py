@@ -13,8 +13,7 @@ import os
 import statistics
 from pathlib import Path
 
-from study.lift import steps_to
-from study.stats import paired_difference_ci
+from study.lift import paired_change, steps_to
 
 
 def goal_rows_section(lift_files: list[str], out_dir: Path, threshold: float = 0.8) -> list[str]:
@@ -39,16 +38,12 @@ def goal_rows_section(lift_files: list[str], out_dir: Path, threshold: float = 0
             continue
         record = json.loads(path.read_text())
         rows = record["rows"]
-        before = [r["pretrained"]["score_mean"] for r in rows]
-        after = [r["final"]["score_mean"] for r in rows]
-        lift, lo, hi = paired_difference_ci(after, before)
+        before, after, (lift, lo, hi) = paired_change(rows, "score_mean")
         cells = [record.get("dataset", "?"), f"`{record['config']}` ({rows[0]['policy']})", str(len(rows)),
                  str(record.get("episodes", "?")),
                  f"{sum(before) / len(before):.1f} → {sum(after) / len(after):.1f}", f"{lift:+.1f} [{lo:+.1f}, {hi:+.1f}]"]
         if all("success_rate" in r["pretrained"] and "success_rate" in r["final"] for r in rows):
-            sb = [100 * r["pretrained"]["success_rate"] for r in rows]
-            sa = [100 * r["final"]["success_rate"] for r in rows]
-            ds, dlo, dhi = paired_difference_ci(sa, sb)
+            sb, sa, (ds, dlo, dhi) = paired_change(rows, "success_rate", 100.0)
             reached = sorted(s for s in (steps_to(r.get("success_curve") or [], threshold) for r in rows) if s is not None)
             median = statistics.median(reached) if reached else None
             cells += [f"{sum(sb) / len(sb):.0f} % → {sum(sa) / len(sa):.0f} %", f"{ds:+.1f} [{dlo:+.1f}, {dhi:+.1f}]",

@@ -111,11 +111,17 @@ def steps_to(curve: list, threshold: float) -> float | None:
     return next((float(steps) for steps, rate in curve if rate >= threshold), None)
 
 
+def paired_change(rows: list[dict], key: str, scale: float = 1.0):
+    """(before, after, (mean, lower, upper)): `key` of each seed's pretrained and final checkpoint, and
+    the mean change with its 95 % bootstrap interval over seeds."""
+    before = [scale * r["pretrained"][key] for r in rows]
+    after = [scale * r["final"][key] for r in rows]
+    return before, after, paired_difference_ci(after, before)
+
+
 def report(rows: list[dict], episodes: int, config: str, extra: list[str], note: str,
            success_threshold: float = 0.8, options: tuple[str, ...] = ()) -> str:
-    before = [r["pretrained"]["score_mean"] for r in rows]
-    after = [r["final"]["score_mean"] for r in rows]
-    mean, lo, hi = paired_difference_ci(after, before)
+    before, after, (mean, lo, hi) = paired_change(rows, "score_mean")
     lifts = [a - b for a, b in zip(after, before)]
     cmd = " ".join(["python -m study.lift", f"--config={config}",
                     f"--seeds={','.join(str(r['seed']) for r in rows)}", f"--episodes={episodes}", *options,
@@ -158,9 +164,7 @@ def other_policy_lines(rows: list[dict], episodes: int) -> list[str]:
              "per seed | falls, before → after |", "|---|---:|---:|---:|---|---:|"]
     for mode in rows[0]["also"]:
         pairs = [r["also"][mode] for r in rows]
-        before = [p["pretrained"]["score_mean"] for p in pairs]
-        after = [p["final"]["score_mean"] for p in pairs]
-        mean, lo, hi = paired_difference_ci(after, before)
+        before, after, (mean, lo, hi) = paired_change(pairs, "score_mean")
         falls = " → ".join(str(sum(fall_counts(pairs, k, episodes))) for k in ("pretrained", "final"))
         lines.append(f"| {pairs[0]['policy']} | {sum(before) / len(before):.1f} | {sum(after) / len(after):.1f} | "
                      f"{mean:+.1f} [{lo:+.1f}, {hi:+.1f}] | {', '.join(f'{a - b:+.1f}' for a, b in zip(after, before))} "
@@ -185,9 +189,7 @@ def fall_lines(rows: list[dict], episodes: int) -> list[str]:
 
 def success_lines(rows: list[dict], threshold: float) -> list[str]:
     """Goal-reaching tasks: success before and after with its interval, and how soon the run got there."""
-    before = [100 * r["pretrained"]["success_rate"] for r in rows]
-    after = [100 * r["final"]["success_rate"] for r in rows]
-    mean, lo, hi = paired_difference_ci(after, before)
+    before, after, (mean, lo, hi) = paired_change(rows, "success_rate", 100.0)
     lines = ["", f"**Success rate: {sum(before) / len(before):.0f} % after pretraining → {sum(after) / len(after):.0f} % "
              f"at the end; change {mean:+.1f} points (95 % bootstrap interval [{lo:+.1f}, {hi:+.1f}]).**", "",
              f"| seed | success after pretraining | final | in-run success: first → last | env steps until the "
