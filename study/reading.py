@@ -11,7 +11,7 @@ import json
 import numpy as np
 
 from configs import results as budgets
-from study.plan import Run, load_config_file, short
+from study.plan import Run, short
 from study.stats import mstd
 
 
@@ -30,9 +30,11 @@ def online_changes(c, onl: dict, method_labels: dict) -> list[tuple]:
     return out
 
 
-def reading_section(c, off: dict, onl: dict, pre_runs: list[Run], ds_info: dict, base) -> list[str]:
+def reading_section(c, off: dict, onl: dict, pre_runs: list[Run], ds_info: dict, base,
+                    online_episodes: int) -> list[str]:
     """`off`: offline records by (dataset, method); `onl`: online records by (dataset, method, recipe);
-    `base`: the pretraining base config with the budget's overrides applied."""
+    `base`: the pretraining base config with the budget's overrides applied; `online_episodes`: the
+    finetuning evaluator's episodes per evaluation."""
     pre, ft = c.pretrain, c.finetune
     k = int(pre.final_eval_episodes)
     method_labels = {m: budgets.METHODS[m][0] for m in c.methods}
@@ -100,8 +102,6 @@ def reading_section(c, off: dict, onl: dict, pre_runs: list[Run], ds_info: dict,
         L.append(f"- {short(d)}: methods whose final mean score beats the behaviour data's {b:.1f} — "
                  + "; ".join(parts) + ".")
     seen_noise: set = set()
-    online_episodes = {**load_config_file(budgets.RECIPES["argmax"][1]).online.to_dict(),
-                       **budgets.flat(ft.online)}["eval_episodes"]
     for d in c.datasets:
         for m in ft.methods:
             t = {r["seed"]: r["t_score"] for r in off.get((d, m), [])}

@@ -114,7 +114,7 @@ def write_report(c, root: Path, out_dir: Path, pre_runs: list[Run], ft_runs: lis
     L += online_section(c, onl, ds_info, figures, online)
     L += aggregate_section(c, off, onl)
     L += verdicts_section(c, off, onl, ds_info)
-    L += reading_section(c, off, onl, pre_runs, ds_info, base)
+    L += reading_section(c, off, onl, pre_runs, ds_info, base, online["eval_episodes"])
     L += goal_rows_section(list(c.goal_lifts), out_dir)
     failed = [r.name for r in pre_runs + ft_runs if not r.done()]
     if failed:

@@ -134,7 +134,7 @@ def test_evaluation_noise_line_quotes_the_argmax_runs_evaluator():
     onl = {(d, "aligniql_neg", recipe): [{"seed": 0, "first": {"score_mean": first}, "start": {"score_mean": first},
                                           "end": {"score_mean": first + 1.0}}]
            for recipe, first in (("argmax", 13.1), ("implicit", 53.1))}
-    lines = reading_section(c, off, onl, pre_runs=[], ds_info={}, base=None)
+    lines = reading_section(c, off, onl, pre_runs=[], ds_info={}, base=None, online_episodes=20)
     noise = next(line for line in lines if line.startswith("- Evaluation noise,"))
     assert "12.3 / 13.1 / 12.2" in noise, noise
 
