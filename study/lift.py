@@ -240,7 +240,7 @@ def main(argv):
               flush=True)
     options = ([f"--policy={flags.FLAGS.policy}"] if flags.FLAGS.policy else []) + \
         ([f"--also_modes={','.join(flags.FLAGS.also_modes)}"] if flags.FLAGS.also_modes else []) + \
-        ([f"--runs_dir={flags.FLAGS.runs_dir}"] if flags.FLAGS.runs_dir != "runs/lift" else [])  # reruns reuse its runs
+        ([f"--runs_dir={flags.FLAGS.runs_dir}"] if flags.FLAGS.runs_dir != flags.FLAGS["runs_dir"].default else [])  # reruns reuse its runs
     text = report(rows, flags.FLAGS.episodes, flags.FLAGS.config, extra, flags.FLAGS.note,
                   flags.FLAGS.success_threshold, tuple(options))
     out = Path(flags.FLAGS.out)
