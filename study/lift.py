@@ -238,9 +238,10 @@ def main(argv):
             rows[-1]["also"] = {m: evaluate_pair(run_dir, flags.FLAGS.episodes, m) for m in flags.FLAGS.also_modes}
         print(f"seed {seed}: {rows[-1]['pretrained']['score_mean']:.1f} -> {rows[-1]['final']['score_mean']:.1f}",
               flush=True)
+    own_runs = flags.FLAGS.runs_dir != flags.FLAGS["runs_dir"].default   # a rerun of the printed command reuses them
     options = ([f"--policy={flags.FLAGS.policy}"] if flags.FLAGS.policy else []) + \
         ([f"--also_modes={','.join(flags.FLAGS.also_modes)}"] if flags.FLAGS.also_modes else []) + \
-        ([f"--runs_dir={flags.FLAGS.runs_dir}"] if flags.FLAGS.runs_dir != flags.FLAGS["runs_dir"].default else [])  # reruns reuse its runs
+        ([f"--runs_dir={flags.FLAGS.runs_dir}"] if own_runs else [])
     text = report(rows, flags.FLAGS.episodes, flags.FLAGS.config, extra, flags.FLAGS.note,
                   flags.FLAGS.success_threshold, tuple(options))
     out = Path(flags.FLAGS.out)
