@@ -2,7 +2,7 @@
 
 Config files (configs/*.py) start from `get_config()` here and override what
 differs; every field can also be overridden on the command line as
-`--config.field=value`. Paper sizes are GPU work (ALGORITHM.md: 1.5M critic and
+`--config.field=value`. Paper sizes are GPU work (docs/algorithm.md: 1.5M critic and
 3M diffusion steps); `quickstart.py` is the CPU-sized default.
 """
 import ml_collections

@@ -22,7 +22,7 @@ from data.goals import flatten_batch, flatten_one  # noqa: F401  (one flattening
 from errors import DatasetError
 
 # The diffusion sampler clips to [-1, 1]; keeping data strictly inside avoids
-# atanh-style blow-ups and matches the references (ALGORITHM.md "Data").
+# atanh-style blow-ups and matches the references (docs/algorithm.md "Data").
 ACTION_CLIP = 1.0 - 1e-5
 
 DOMAINS = ("locomotion", "antmaze", "pointmaze", "adroit")

@@ -6,7 +6,7 @@ of each batch would disagree about the value scale. So the transform is a
 tiny affine object that is computed once from the offline dataset, saved
 with the run (``to_dict``) and handed to actors (``from_dict``).
 
-Recipes (IDQL appendix D.1, AlignIQL appendix D.1; ALGORITHM.md "Data"):
+Recipes (IDQL appendix D.1, AlignIQL appendix D.1; docs/algorithm.md "Data"):
 locomotion r <- 1000 r / (R_max - R_min) over the dataset's episode returns;
 AntMaze r <- r - 1 (offline and online); Adroit unchanged.
 

@@ -1,7 +1,7 @@
 """The learner of the AlignIQL / IDQL family, and the IQL + AWR baseline.
 
 Readable top to bottom: networks, then one update per role, each next to the
-equation it implements. Per step, on the same batch (ALGORITHM.md, as in the
+equation it implements. Per step, on the same batch (docs/algorithm.md, as in the
 reference code): behaviour model (or Gaussian actor), then V, then Q and its
 EMA target, then the AlignIQL-hard multipliers.
 
@@ -197,7 +197,7 @@ class Learner:
                       train_critic: bool = True) -> dict[str, torch.Tensor]:
         """One learner iteration's device work: actor rows are the whole batch, critic rows its first part.
 
-        Per step, on the same batch (ALGORITHM.md): μ (or the Gaussian actor), then V, then Q and its
+        Per step, on the same batch (docs/algorithm.md): μ (or the Gaussian actor), then V, then Q and its
         target, then the AlignIQL-hard multipliers.
         """
         cb, ab = self.cfg.critic_batch_size, self.cfg.actor_batch_size

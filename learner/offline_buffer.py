@@ -15,7 +15,7 @@ class OfflineBuffer:
             return torch.as_tensor(np.asarray(x, dtype=np.float32), device=device)
         self.obs, self.act, self.reward = t(observations), t(actions), t(rewards)
         self.next_obs = t(next_observations)
-        # mask = 0 only on a true termination; a time-limit truncation bootstraps (ALGORITHM.md, Data).
+        # mask = 0 only on a true termination; a time-limit truncation bootstraps (docs/algorithm.md, "Data").
         self.mask = 1.0 - t(terminals)
         self.size = self.obs.shape[0]
         self.device = device

@@ -1,11 +1,11 @@
 """The papers' tables and the commands that reproduce them on a GPU box: the report's last section.
 
-Numbers are transcribed from AlignIQL (seeds/001) Tables 1–4 and IDQL (seeds/004) Table 3 and
+Numbers are transcribed from AlignIQL (arXiv 2405.18187) Tables 1–4 and IDQL (arXiv 2304.10573) Table 3 and
 appendix E; nothing here is computed.
 """
 from __future__ import annotations
 
-# AlignIQL (seeds/001) Table 1 (AlignIQL, IDQL and IQL columns) and Table 3 (η, N); IDQL's
+# AlignIQL (arXiv 2405.18187) Table 1 (AlignIQL, IDQL and IQL columns) and Table 3 (η, N); IDQL's
 # locomotion N is its appendix E "-A" value (128).
 LOCOMOTION = [  # (D4RL name, env, kind, η, N, AlignIQL, IDQL, IQL)
     ("halfcheetah-medium-expert", "halfcheetah", "medium-expert", -1, 16, 89.1, 89.2, 86.7),
