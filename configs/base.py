@@ -46,8 +46,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.critic_lr = 3e-4
     c.value_lr = 3e-4
     c.target_ema = 0.005
-    c.value_layer_norm = True             # LayerNorm in V's hidden layers: both references' launchers
-                                          #   (IDQL, AlignIQL) build V with value_layer_norm=True
+    c.value_layer_norm = "input"          # where V's LayerNorm goes: "input" (once, on the observation: what
+                                          #   both references run, their MLP's use_layer_norm), "hidden" (after
+                                          #   each hidden layer; this project's default until 2026-12-06), "none"
     c.critic_layer_norm = False           # LayerNorm in Q's hidden layers: the references run Q without
     c.critic_batch_size = 512             # AlignIQL: 512 for both; IDQL paper: critic 256, actor 1024
     c.actor_batch_size = 512

@@ -106,7 +106,8 @@ def train(cfg, resume: bool, run_dir: Path | None = None) -> dict:
     """Pretrain into `run_dir` (default: run_directory(cfg), i.e. <workdir>/<name>-<algorithm>-<data>-s<seed>)."""
     from learner.agent import Learner
     from learner.calibration import DatasetCalibration, describe
-    from learner.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
+    from learner.checkpoint import (check_same_architecture, load_checkpoint, restore_rng_state, rng_state,
+                                    save_checkpoint)
     from learner.config_check import check_config
     from learner.fast_path import PretrainStep, set_matmul_precision
     from networks.linear import set_cpu_matmul
@@ -140,6 +141,7 @@ def train(cfg, resume: bool, run_dir: Path | None = None) -> dict:
     step, history, run_id = 0, [], None
     if resume:
         state = load_checkpoint(ckpt_path, map_location=device)
+        check_same_architecture(ckpt_path, state["config"], cfg, "To continue it, add")
         learner.load_state_dict(state["learner"])
         restore_rng_state(state["rng"])
         step, history, run_id = state["step"], json.loads(state["eval_history"]), state["wandb_run_id"] or None

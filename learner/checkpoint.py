@@ -11,6 +11,7 @@ so a state moved to the GPU by `map_location` made `--resume` on CUDA fail.
 """
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import re
@@ -97,3 +98,42 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
     if torch.device(map_location) != torch.device("cpu"):
         state = {k: v if k == "rng" else _to_device(v, map_location) for k, v in state.items()}
     return state
+
+
+# Settings that change the shape of a network: a checkpoint loads only into a learner built with the same.
+ARCHITECTURE_FIELDS = ("algorithm", "critic_hidden", "critic_layer_norm", "value_layer_norm",
+                       "diffusion.num_steps", "diffusion.width", "diffusion.inner", "diffusion.num_blocks",
+                       "diffusion.time_dim", "multipliers.hidden", "iql.hidden")
+
+
+def _architecture(config: dict) -> dict:
+    from networks.mlp import value_layer_norm_placement
+
+    out = {}
+    for field in ARCHITECTURE_FIELDS:
+        value = config
+        for part in field.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if isinstance(value, list):
+            value = tuple(value)
+        out[field] = value
+    # the forms a setting took in older configs (networks/factory.py reads them the same way)
+    out["value_layer_norm"] = value_layer_norm_placement(out["value_layer_norm"] or False)
+    out["critic_layer_norm"] = bool(out["critic_layer_norm"])
+    return out
+
+
+def check_same_architecture(path: Path, saved_config_json: str, cfg, how: str) -> None:
+    """Refuse, naming the settings, a checkpoint whose networks this config would build differently.
+
+    Without it a mismatch surfaces as torch's list of missing and unexpected state-dict keys.
+    `how` says how to keep the checkpoint's networks (the flags to add).
+    """
+    saved, wanted = _architecture(json.loads(saved_config_json)), _architecture(cfg.to_dict())
+    differ = [f for f in ARCHITECTURE_FIELDS if saved[f] is not None and saved[f] != wanted[f]]
+    if differ:
+        flags = " ".join(f"--config.{f}={saved[f]}" for f in differ)
+        raise UserFacingError(
+            f"The checkpoint {path} holds networks built with other settings than this run's: "
+            + ", ".join(f"{f} {saved[f]!r} there, {wanted[f]!r} here" for f in differ)
+            + f". {how} {flags}.")

@@ -29,7 +29,8 @@ import torch
 from errors import UserFacingError
 from learner.agent import Learner, cosine_decay
 from learner.fast_path import CapturedStep, check_learner_step, make_capturable, set_lr
-from learner.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
+from learner.checkpoint import (check_same_architecture, load_checkpoint, restore_rng_state, rng_state,
+                                save_checkpoint)
 from learner.nonfinite import NonFiniteWatch
 from learner.online_feed import OnlineFeed
 
@@ -76,6 +77,8 @@ def load_pretrained(learner: Learner, path: Path, obs_dim: int, act_dim: int, de
     if saved_algo != learner.algorithm:
         raise UserFacingError(f"The pretraining checkpoint {path} is for algorithm {saved_algo!r}, this run "
                               f"is configured for {learner.algorithm!r}; set --config.algorithm={saved_algo}.")
+    check_same_architecture(path, state["config"], learner.cfg,
+                            "To finetune it, build the same networks: add")
     learner.load_state_dict(state["learner"])
     return int(state["step"])
 
@@ -152,6 +155,7 @@ class OnlineLearner:
 
     def restore(self) -> None:
         state = load_checkpoint(self.run_dir / CHECKPOINT_NAME, map_location=self.device)
+        check_same_architecture(self.run_dir / CHECKPOINT_NAME, state["config"], self.cfg, "To continue it, add")
         self.learner.load_state_dict(state["learner"])
         set_online_rates(self.learner, self.cfg)
         restore_rng_state(state["rng"])

@@ -15,7 +15,7 @@ from torch import nn
 
 from errors import ConfigError
 from networks.diffusion import DiffusionBehavior
-from networks.mlp import GaussianActor, MultiplierNet, TwinQ, ValueNet
+from networks.mlp import GaussianActor, MultiplierNet, TwinQ, ValueNet, value_layer_norm_placement
 from networks.policy import AutocastSampler, CandidatePolicy, ExtractionSpec, GaussianPolicy
 
 # Which learner modules acting needs, by algorithm; the names match Learner.modules.
@@ -43,8 +43,9 @@ def make_critic(cfg, obs_dim: int, act_dim: int) -> TwinQ:
 
 
 def make_value(cfg, obs_dim: int) -> ValueNet:
-    # A config written before the setting existed describes a network without LayerNorm.
-    return ValueNet(obs_dim, cfg.critic_hidden, layer_norm=bool(cfg.get("value_layer_norm", False)))
+    # A config written before the setting existed describes a network without LayerNorm; one written
+    # while it was a bool, True = LayerNorm in the hidden layers (networks/mlp.py VALUE_LAYER_NORMS).
+    return ValueNet(obs_dim, cfg.critic_hidden, layer_norm=value_layer_norm_placement(cfg.get("value_layer_norm", False)))
 
 
 def build_acting_modules(cfg, obs_dim: int, act_dim: int, device="cpu") -> dict[str, nn.Module]:

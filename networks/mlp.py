@@ -36,8 +36,9 @@ def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, activation=nn.ReLU,
         layer_norm: bool = False) -> nn.Sequential:
     """Linear → [LayerNorm] → activation per hidden layer, then a linear output.
 
-    `layer_norm` places LayerNorm where the IDQL/AlignIQL references' MLP does
-    (`use_layer_norm`: after each hidden Dense, before its activation).
+    `layer_norm` places a LayerNorm after each hidden Dense, before its activation. (The IDQL and
+    AlignIQL references' MLP flag `use_layer_norm` does something else: one LayerNorm on the input;
+    `ValueNet` offers both.)
     """
     layers: list[nn.Module] = []
     last = in_dim
@@ -95,15 +96,42 @@ class TwinQ(nn.Module):
         return self.all_heads(obs, act).min(dim=0).values
 
 
-class ValueNet(nn.Module):
-    """V(s). Both reference launchers build it with LayerNorm in the hidden layers
-    (`value_layer_norm=True`), the default of config.value_layer_norm."""
+# Where V's LayerNorm goes (config.value_layer_norm):
+#   "input"  once, on the observation, before the first hidden layer. This is what both references run:
+#            their launchers build V with `use_layer_norm=True`, and their MLP (jaxrl5/networks/mlp.py in
+#            the IDQL and the AlignIQL code) applies that flag as one LayerNorm on the network's input.
+#   "hidden" after each hidden layer, before its activation (this project's default before 2026-12-06,
+#            which said wrongly that it followed the references; docs/results.md's runs used it).
+#   "none"   no LayerNorm.
+VALUE_LAYER_NORMS = ("input", "hidden", "none")
 
-    def __init__(self, obs_dim: int, hidden: Sequence[int] = (256, 256), layer_norm: bool = False):
+
+def value_layer_norm_placement(setting) -> str:
+    """The placement a config's `value_layer_norm` names.
+
+    Configs and checkpoints written before the placement was a choice hold a bool: True meant LayerNorm
+    in the hidden layers, False none. On the command line a bool field becomes the text "True"/"False".
+    """
+    if isinstance(setting, bool):
+        return "hidden" if setting else "none"
+    text = str(setting).strip().lower()
+    legacy = {"true": "hidden", "false": "none", "1": "hidden", "0": "none"}
+    return legacy.get(text, text)
+
+
+class ValueNet(nn.Module):
+    """V(s), an MLP with LayerNorm placed as `layer_norm` says (see VALUE_LAYER_NORMS)."""
+
+    def __init__(self, obs_dim: int, hidden: Sequence[int] = (256, 256), layer_norm: str = "input"):
         super().__init__()
-        self.net = mlp(obs_dim, hidden, 1, layer_norm=layer_norm)
+        if layer_norm not in VALUE_LAYER_NORMS:
+            raise ValueError(f"unknown LayerNorm placement {layer_norm!r}; expected one of {VALUE_LAYER_NORMS}")
+        self.norm = nn.LayerNorm(obs_dim) if layer_norm == "input" else None
+        self.net = mlp(obs_dim, hidden, 1, layer_norm=layer_norm == "hidden")
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        if self.norm is not None:
+            obs = self.norm(obs)
         return self.net(obs).squeeze(-1)
 
 

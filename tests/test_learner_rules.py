@@ -81,8 +81,8 @@ def test_mu_rate_continues_the_cosine_over_a_longer_horizon():
 
 def test_value_layer_norm_by_default_and_acting_processes_rebuild_the_same_networks():
     cfg = small(finetune.get_config())
-    assert cfg.value_layer_norm and not cfg.critic_layer_norm
-    cfg.critic_layer_norm = True
+    assert cfg.value_layer_norm == "input" and not cfg.critic_layer_norm
+    cfg.value_layer_norm, cfg.critic_layer_norm = "hidden", True
     learner = Learner(cfg, OBS, ACT, torch.device("cpu"))
     assert any(isinstance(m, torch.nn.LayerNorm) for m in learner.value.modules())
     for _ in range(3):
