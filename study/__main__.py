@@ -36,6 +36,7 @@ from absl import flags
 
 from configs import results as budgets
 from launch import cli
+from study.paths import repo_relative
 from study.plan import final_eval_runs, plan
 from study.records import dataset_info
 from study.report import write_report
@@ -71,7 +72,7 @@ def main(argv):
         c.seeds = [int(s) for s in _SEEDS.value]
     if _MAX_PARALLEL.value:
         c.max_parallel_pretrain = _MAX_PARALLEL.value
-    root = Path(_RUNS_DIR.value or c.runs_dir) / c.budget
+    root = repo_relative(Path(_RUNS_DIR.value or c.runs_dir) / c.budget)   # records name runs from the repo root
     out_dir = Path(_OUT_DIR.value or c.report_dir)
     root.mkdir(parents=True, exist_ok=True)
     pre_runs, ft_runs = plan(c, root, _WANDB.value)

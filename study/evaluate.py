@@ -28,6 +28,7 @@ from pathlib import Path
 from absl import flags
 
 from launch import cli
+from study.paths import repo_relative
 
 FINAL_EVAL_SEED_OFFSET = 20_000_000   # never an in-training (100,000), evaluator (10,000,000) or actor seed
 
@@ -84,7 +85,7 @@ def evaluate_checkpoint(ckpt: str, out: str, episodes: int, modes: list[str], nu
         results.setdefault(key, {})[str(n)] = {**r.summary(), "seconds": time.time() - t0}
         print(f"{key}, N = {n}: {results[key][str(n)]}", flush=True)
     cfg.eta = base_eta
-    data = {"checkpoint": str(ckpt), "episodes": episodes, "seed": seed, "num_candidates": ns,
+    data = {"checkpoint": str(repo_relative(ckpt)), "episodes": episodes, "seed": seed, "num_candidates": ns,
             "weighting": cfg.eval.weighting or "", "results": results}
     tmp = Path(out).with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=2))

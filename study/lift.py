@@ -26,6 +26,7 @@ from pathlib import Path
 from absl import app, flags
 
 from study.evaluate import evaluate_checkpoint
+from study.paths import repo_relative
 from study.stats import paired_difference_ci
 
 
@@ -226,12 +227,12 @@ def define_flags():
 
 def main(argv):
     extra = list(argv[1:])
-    runs_dir = Path(flags.FLAGS.runs_dir)
+    runs_dir = repo_relative(flags.FLAGS.runs_dir)     # records name runs from the repo root
     runs_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     for seed in (int(s) for s in flags.FLAGS.seeds):
         run_dir = finetune(seed, runs_dir, flags.FLAGS.config, extra,
-                           Path(flags.FLAGS.pretrained_from) if flags.FLAGS.pretrained_from else None)
+                           repo_relative(flags.FLAGS.pretrained_from) if flags.FLAGS.pretrained_from else None)
         rows.append({"seed": seed, "run_dir": str(run_dir),
                      **evaluate_pair(run_dir, flags.FLAGS.episodes, flags.FLAGS.policy), **in_run_curve(run_dir)})
         if flags.FLAGS.also_modes:
@@ -241,7 +242,7 @@ def main(argv):
     own_runs = flags.FLAGS.runs_dir != flags.FLAGS["runs_dir"].default   # a rerun of the printed command reuses them
     options = ([f"--policy={flags.FLAGS.policy}"] if flags.FLAGS.policy else []) + \
         ([f"--also_modes={','.join(flags.FLAGS.also_modes)}"] if flags.FLAGS.also_modes else []) + \
-        ([f"--runs_dir={flags.FLAGS.runs_dir}"] if own_runs else [])
+        ([f"--runs_dir={runs_dir}"] if own_runs else [])
     text = report(rows, flags.FLAGS.episodes, flags.FLAGS.config, extra, flags.FLAGS.note,
                   flags.FLAGS.success_threshold, tuple(options))
     out = Path(flags.FLAGS.out)

@@ -28,6 +28,7 @@ import numpy as np
 from absl import flags
 
 from launch import cli
+from study.paths import repo_relative
 
 
 def restore(env, obs: np.ndarray) -> None:
@@ -135,7 +136,7 @@ def main(argv):
     cfg, learner, dataset, transform, _env_fn = load_learner(flags.FLAGS.checkpoint, flags.FLAGS.config_json)
     result = measure(learner, dataset, transform, float(cfg.discount), flags.FLAGS.states, flags.FLAGS.candidates,
                      flags.FLAGS.repeats, flags.FLAGS.horizon, flags.FLAGS.seed)
-    result["checkpoint"] = flags.FLAGS.checkpoint
+    result["checkpoint"] = str(repo_relative(flags.FLAGS.checkpoint))
     Path(flags.FLAGS.out).write_text(json.dumps(result, indent=2))
     s = result["summary"]
     print(f"{flags.FLAGS.checkpoint}: over {flags.FLAGS.states} states x {flags.FLAGS.candidates} candidates")

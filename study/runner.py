@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from study.paths import command_line
 from study.plan import Run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,7 +61,7 @@ class Runner:
                "TF_CPP_MIN_LOG_LEVEL": "2"}
         with open(run.log, "a") as out:
             out.write(f"\n# {datetime.datetime.now().isoformat(timespec='seconds')} "
-                      f"{'resume' if resume else 'start'}: {' '.join(args)}\n")
+                      f"{'resume' if resume else 'start'}: {command_line(args)}\n")
             out.flush()
             proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
                                     preexec_fn=_die_with_parent)
