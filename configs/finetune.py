@@ -81,7 +81,7 @@ def get_config():
     # ~0.1 on Q ≈ 90, and where η = −1 leans on them the policy falls in some episodes (implicit N = 16:
     # 55.7 ± 10.9 after pretraining) while η = +1 does not (56.9 ± 0.8); the 5-seed lift at η = −1 was
     # −0.7 [−3.8, +1.9], its negative seeds all from such falls. The 5-seed lift at η = +1 then gave −1.8 [−5.2, +1.3],
-    # its negative seeds falls too (docs/lift_v1_eta1_20ep.md): 20 episodes did not tell the two signs apart, and the default keeps
+    # its negative seeds falls too (docs/archive/lift_v1_eta1_20ep.md): 20 episodes did not tell the two signs apart, and the default keeps
     # the paper's aligned sign rather than moving again on noise.
     c.eta = 1.0
     # Pretraining long enough for the critic to approach its fixed point: on the default data, Q on dataset

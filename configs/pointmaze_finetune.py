@@ -22,7 +22,7 @@ spread is ~20 points). Measured on the same 50 seeded episodes per seed
 normalised score 18.2 → 49.3, **lift +31.1, 95 % bootstrap interval [+25.7, +34.4]** (seeds +33.0,
 +34.4, +25.7), from staying at the goal; success rate 67 % → 83 %, +15.3 [−10.0, +44.0] (54 → 98,
 78 → 68, 70 → 82 %): reaching the goal is μ's and μ is frozen, so it is not reliably better.
-The first 3 runs of this job (20 episodes, machine loaded 3-5 on 2 cores; docs/lift_pointmaze_v0_20ep.md)
+The first 3 runs of this job (20 episodes, machine loaded 3-5 on 2 cores; docs/archive/lift_pointmaze_v0_20ep.md)
 gave +14.0 [+1.1, +24.3] (+1.1, +24.3, +16.6): the online phase is not bit-reproducible (actor and
 learner timing) and a run's lift varies by more than its evaluation noise; all six runs rose.
 """

@@ -108,7 +108,7 @@ def get_config(budget: str = "small") -> ml_collections.ConfigDict:
         c["report_dir"], c["runs_dir"] = "docs", "results"
         # goal-reaching evidence beside it: `study.lift` records of the maze jobs (study/goal_rows.py); the
         # first 3-seed, 20-episode runs of the same job stay beside the 50-episode ones
-        c["goal_lifts"] = ["docs/lift_pointmaze.json", "docs/lift_pointmaze_v0_20ep.json"]
+        c["goal_lifts"] = ["docs/lift_pointmaze.json", "docs/archive/lift_pointmaze_v0_20ep.json"]
         pre.update(steps=30_000, eval_interval=10_000, eval_episodes=5)
         pre["extra"] = {"log_interval": 1_000, "checkpoint_interval": 5_000}
         ft["online"] = {"num_candidates": 16}     # otherwise the default job's online settings
