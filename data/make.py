@@ -37,6 +37,12 @@ re-measured because our environments are the v5 versions); ref_max = D4RL's
 expert reference (Hopper 3234.3, HalfCheetah 12135.0) so that normalised
 scores stay comparable with published tables.
 
+Any other environment (``make_policy_dataset``, ``python -m launch.make_dataset
+--env=<gymnasium id> --policy=random|<checkpoint.pt>``): episodes of a uniform
+random policy or of a trained checkpoint (plus optional Gaussian noise), with
+actions stored in the environment's own units, as it accepts them; ref_min is
+the uniform-random return measured as above and ref_max only what is given.
+
 Everything is drawn from ``numpy.random.SeedSequence(seed)``: the same seed
 gives identical arrays. Only complete episodes are stored, so a dataset holds
 at least ``num_transitions`` transitions (it stops after the episode that
@@ -234,6 +240,265 @@ def random_policy_return(env_id: str, seed_seq: np.random.SeedSequence, episodes
     finally:
         env.close()
     return float(np.mean(returns))
+
+
+RANDOM_POLICY = "random"
+
+
+def _env_label(env_id: str) -> str:
+    """'InvertedPendulum-v5' -> 'invertedpendulum', 'ALE/Pong-v5' -> 'ale-pong': one Minari name part."""
+    import re
+
+    return re.sub(r"[^a-z0-9_]+", "-", _short_env_name(env_id)).strip("-") or "env"
+
+
+def default_policy_dataset_id(env_id: str, policy: str) -> str:
+    """'InvertedPendulum-v5', 'random' -> 'local/invertedpendulum/random-v0' (a checkpoint: '.../policy-v0')."""
+    return f"local/{_env_label(env_id)}/{RANDOM_POLICY if policy == RANDOM_POLICY else 'policy'}-v0"
+
+
+def _check_action_space(env_id: str, space, need_bounds: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """The Box bounds (float64); ``need_bounds`` names what requires them to be finite."""
+    import gymnasium as gym
+
+    if not isinstance(space, gym.spaces.Box):
+        raise DatasetError(
+            f"The environment '{env_id}' has action space {space}, not a continuous box (gymnasium Box); this "
+            "platform learns continuous actions only, so it cannot make a dataset for it.")
+    low = np.asarray(space.low, dtype=np.float64).reshape(-1)
+    high = np.asarray(space.high, dtype=np.float64).reshape(-1)
+    if need_bounds and not (np.isfinite(low).all() and np.isfinite(high).all()):
+        raise DatasetError(
+            f"The environment '{env_id}' has unbounded actions (low {low.tolist()}, high {high.tolist()}), so "
+            f"{need_bounds} is undefined; collect with a trained checkpoint (--policy=<checkpoint.pt>) and no "
+            "noise, or wrap the environment with finite action bounds.")
+    return low, high
+
+
+def collect_episodes(
+    env_id: str,
+    act: Callable[[np.ndarray, np.random.Generator], np.ndarray],
+    seed_seq: np.random.SeedSequence,
+    *,
+    episodes: int | None = None,
+    transitions: int | None = None,
+    noise: float = 0.0,
+    num_envs: int = 8,
+    log: Log | None = print,
+    label: str = "",
+) -> list[dict[str, Any]]:
+    """Complete episodes of ``act`` on any gymnasium environment, until the budget is met.
+
+    ``act(obs[B, obs_dim], rng) -> actions[B, act_dim]`` gets the flattened
+    observations of all ``num_envs`` environments at once (data/goals.py's
+    flattening, the learner's) and returns actions in the environment's own
+    units; ``noise`` adds N(0, (noise * (high - low) / 2)²) per dimension, so
+    one σ means the same share of the range in every environment (and is the
+    plain std for ±1 bounds). Actions are clipped to the environment's bounds
+    (what it would execute) and stored so. Budget: exactly ``episodes``
+    complete episodes, or complete episodes until ``transitions`` are reached
+    (the episode that crosses the target is kept whole). Observations are
+    stored as the environment returns them (dicts of arrays for Dict spaces).
+    """
+    import gymnasium as gym
+
+    from data.goals import flatten_one
+
+    if (episodes is None) == (transitions is None):
+        raise DatasetError("collect_episodes needs exactly one budget: episodes or transitions.")
+    rng = np.random.default_rng(seed_seq)
+    envs = [_make_env(env_id) for _ in range(num_envs)]
+    obs_space = envs[0].observation_space
+    low, high = _check_action_space(env_id, envs[0].action_space, "action noise" if noise > 0 else None)
+    half = (high - low) / 2.0
+    is_dict = isinstance(obs_space, gym.spaces.Dict)
+    reset_seeds = rng.integers(0, 2**31 - 1, size=num_envs)
+    fresh = lambda o: {"obs": [o], "act": [], "rew": [], "term": [], "trunc": []}  # noqa: E731
+    cur = [fresh(env.reset(seed=int(s))[0]) for env, s in zip(envs, reset_seeds)]
+    out: list[dict[str, Any]] = []
+    collected = steps = 0
+    t0 = last_log = time.perf_counter()
+
+    def done() -> bool:
+        return len(out) >= episodes if episodes is not None else collected >= transitions
+
+    try:
+        while not done():
+            batch = np.stack([flatten_one(obs_space, c["obs"][-1]) for c in cur]).astype(np.float32)
+            action = np.asarray(act(batch, rng), dtype=np.float64).reshape(num_envs, -1)
+            if noise > 0:
+                action = action + noise * half * rng.standard_normal(action.shape)
+            action = np.clip(action, low, high).astype(np.float32)
+            for i, env in enumerate(envs):
+                obs, r, term, trunc, _ = env.step(action[i])
+                steps += 1
+                c = cur[i]
+                c["obs"].append(obs)
+                c["act"].append(action[i])
+                c["rew"].append(float(r))
+                c["term"].append(bool(term))
+                c["trunc"].append(bool(trunc))
+                if term or trunc:
+                    if not done():
+                        out.append({
+                            "observations": ({k: np.stack([o[k] for o in c["obs"]]) for k in obs_space.spaces}
+                                             if is_dict else np.asarray(c["obs"])),
+                            "actions": np.asarray(c["act"], dtype=np.float32),
+                            "rewards": np.asarray(c["rew"], dtype=np.float64),
+                            "terminations": np.asarray(c["term"], dtype=bool),
+                            "truncations": np.asarray(c["trunc"], dtype=bool),
+                        })
+                        collected += len(c["rew"])
+                    cur[i] = fresh(env.reset()[0])
+            now = time.perf_counter()
+            if log is not None and (now - last_log > 5.0 or done()):
+                last_log = now
+                target = f"{len(out)}/{episodes} episodes" if episodes is not None else \
+                    f"{min(collected, transitions)}/{transitions} transitions in {len(out)} episodes"
+                log(f"[{label or env_id}] {target}, {steps} env steps, {steps / max(now - t0, 1e-9):.0f} steps/s")
+    finally:
+        for env in envs:
+            env.close()
+    return out
+
+
+def make_policy_dataset(
+    env_id: str,
+    policy: str | Callable[[np.ndarray], np.ndarray] = RANDOM_POLICY,
+    *,
+    episodes: int | None = None,
+    transitions: int | None = None,
+    noise: float = 0.0,
+    seed: int = 0,
+    dataset_id: str | None = None,
+    ref_min_score: float | None = None,
+    ref_max_score: float | None = None,
+    ref_episodes: int = 10,
+    num_envs: int = 8,
+    policy_label: str | None = None,
+    overwrite: bool = False,
+    log: Log | None = print,
+) -> dict[str, Any]:
+    """A Minari dataset for any registered gymnasium environment, in the platform's layout.
+
+    Why: the behaviour-policy recipes exist for Hopper, HalfCheetah and PointMaze only, and
+    minari's own DataCollector needs jax; this collects with ``collect_episodes`` and writes with
+    ``data.minari_io.write_minari``, so the result loads like every other dataset (env spec,
+    reference scores, terminations apart from truncations).
+
+    ``policy``: ``"random"`` (uniform over the action box) or a callable ``act(obs[B, obs_dim])
+    -> actions[B, act_dim]`` in the environment's units, e.g. ``launch.api.load_policy(ckpt).act``
+    (``policy_label`` then says what it is, for the id and the description). ``noise``: Gaussian
+    action noise as a share of each dimension's half-range (``collect_episodes``); uniform random
+    actions take none. Budget: ``episodes`` or ``transitions`` (exactly one). Reference scores:
+    ``ref_min_score`` defaults to the mean return of a uniform random policy over ``ref_episodes``
+    episodes (D4RL's random reference; seeded), ``ref_max_score`` to none (normalised scores then
+    need ``--config.reference_scores=min,max`` at training time). The default id is
+    ``local/<env>/random-v0`` or ``local/<env>/policy-v0``.
+    """
+    from data.minari_io import check_writable, write_minari
+    from errors import ConfigError
+
+    is_random = isinstance(policy, str)
+    if is_random and policy != RANDOM_POLICY:
+        raise ConfigError(f"policy={policy!r}: give 'random' or a callable act(obs) (python -m launch.make_dataset "
+                          "loads a checkpoint for --policy=path/to/checkpoint.pt).")
+    if (episodes is None) == (transitions is None):
+        raise ConfigError("Give exactly one budget: --episodes=N (complete episodes) or --transitions=N "
+                          "(complete episodes until N transitions).")
+    budget = episodes if episodes is not None else transitions
+    if int(budget) < 1:
+        raise ConfigError(f"--{'episodes' if episodes is not None else 'transitions'} must be at least 1, "
+                          f"got {budget}.")
+    if not (noise >= 0 and np.isfinite(noise)):
+        raise ConfigError(f"--noise must be a finite number >= 0 (a share of each action's half-range), got {noise}.")
+    if is_random and noise > 0:
+        raise ConfigError(f"--noise={noise} adds Gaussian noise to a policy's actions; uniform random actions "
+                          "(--policy=random) are as spread as they can be already. Leave it out, or collect with a "
+                          "checkpoint (--policy=path/to/checkpoint.pt --noise=...).")
+    if ref_episodes < 1 or num_envs < 1:
+        raise ConfigError("--ref_episodes and --num_envs must be at least 1.")
+    for name, value in (("ref_min_score", ref_min_score), ("ref_max_score", ref_max_score)):
+        if value is not None and not np.isfinite(value):
+            raise ConfigError(f"--{name} must be a finite number, got {value}.")
+    if ref_min_score is not None and ref_max_score is not None and not ref_min_score < ref_max_score:
+        raise ConfigError(f"--ref_min_score={ref_min_score} must be below --ref_max_score={ref_max_score} (the "
+                          "returns that score 0 and 100).")
+
+    label = RANDOM_POLICY if is_random else (policy_label or getattr(policy, "__qualname__", "policy"))
+    dataset_id = dataset_id or default_policy_dataset_id(env_id, RANDOM_POLICY if is_random else "policy")
+    check_writable(dataset_id, overwrite)
+    say = log or (lambda _msg: None)
+    t0 = time.perf_counter()
+
+    probe = _make_env(env_id)         # a bad id fails here, before any collection, with make_raw_env's message
+    try:
+        spec = probe.spec   # recorded as the dataset's env: it names the entry point, so an env of your own
+        #                     (--env=my_module:MyEnv-v0) is rebuilt wherever my_module is importable
+        low, high = _check_action_space(env_id, probe.action_space, "a uniform random policy" if is_random else None)
+    finally:
+        probe.close()
+    if spec is None or spec.max_episode_steps is None:
+        raise DatasetError(
+            f"The environment '{env_id}' has no time limit (max_episode_steps), so an episode that never "
+            "terminates would never end the collection; register it with max_episode_steps "
+            "(gymnasium.register(..., max_episode_steps=1000)).")
+    ref_seq, roll_seq = np.random.SeedSequence(int(seed)).spawn(2)
+    if is_random:
+        def act(obs, rng):
+            return rng.uniform(low, high, size=(obs.shape[0], low.shape[0]))
+    else:
+        def act(obs, rng):
+            return policy(obs)
+    episodes_out = collect_episodes(env_id, act, roll_seq, episodes=episodes, transitions=transitions,
+                                    noise=float(noise), num_envs=int(num_envs), log=log,
+                                    label=f"{dataset_id} {label}")
+
+    ref_note = "given"
+    if ref_min_score is None:
+        if np.isfinite(low).all() and np.isfinite(high).all():
+            say(f"[{dataset_id}] measuring the random-policy reference over {ref_episodes} episodes")
+            ref_min_score = random_policy_return(env_id, ref_seq, int(ref_episodes))
+            ref_note = f"mean return of a uniform random policy over {ref_episodes} episodes (seeded)"
+        else:
+            ref_note = "none (unbounded actions have no uniform random policy)"
+    if ref_min_score is not None and ref_max_score is not None and not ref_min_score < ref_max_score:
+        raise DatasetError(
+            f"The measured random-policy return {ref_min_score:g} is not below --ref_max_score={ref_max_score:g}; "
+            "give a ref_max_score above it (the return that should score 100), or --ref_min_score too.")
+
+    collection = {"env_id": env_id, "policy": label, "noise": float(noise), "seed": int(seed),
+                  "episodes": episodes, "transitions": transitions, "num_envs": int(num_envs),
+                  "ref_episodes": int(ref_episodes)}
+    description = (
+        f"Dataset for {env_id} made locally by data/make.py (make_policy_dataset): "
+        + ("uniform random actions" if is_random else f"actions of the policy {label}")
+        + (f" plus Gaussian noise of {noise} x the half-range" if noise else "")
+        + f", in the environment's units. ref_min_score: {ref_note}; ref_max_score: "
+        + ("given" if ref_max_score is not None else "none")
+        + f". Collection: {json.dumps(collection)}")
+    path = write_minari(dataset_id, episodes_out, env_spec_json=spec.to_json(), ref_min=ref_min_score,
+                        ref_max=ref_max_score,
+                        description=description, algorithm_name=f"data/make.py {label} (noise {noise})",
+                        code_permalink="data/make.py", overwrite=overwrite)
+
+    returns = np.asarray([e["rewards"].sum() for e in episodes_out], dtype=np.float64)
+    summary = {
+        "dataset_id": dataset_id, "path": str(path), "env_id": env_id, "policy": label, "noise": float(noise),
+        "seed": int(seed), "episodes": len(episodes_out),
+        "transitions": int(sum(len(e["rewards"]) for e in episodes_out)),
+        "return_mean": float(returns.mean()), "return_std": float(returns.std()),
+        "return_min": float(returns.min()), "return_max": float(returns.max()),
+        "ref_min_score": ref_min_score, "ref_max_score": ref_max_score,
+        "seconds": time.perf_counter() - t0,
+    }
+    refs = ", ".join(f"{k} {summary[k]:.1f}" if summary[k] is not None else f"no {k}"
+                     for k in ("ref_min_score", "ref_max_score"))
+    say(f"[{dataset_id}] wrote {summary['transitions']} transitions in {summary['episodes']} episodes "
+        f"({label} actions" + (f", noise {noise}" if noise else "") + f") to {path} in {summary['seconds']:.1f}s; "
+        f"return mean {summary['return_mean']:.1f} std {summary['return_std']:.1f} min {summary['return_min']:.1f} "
+        f"max {summary['return_max']:.1f}; {refs}. Train on it with --config.dataset={dataset_id}.")
+    return summary
 
 
 def _load_policies(env_id: str, levels, loader, actions: str) -> dict[str, Any]:

@@ -222,6 +222,34 @@ def write_minari(
 ) -> Path:
     """Write episodes as a Minari (HDF5) dataset and return its folder.
 
+    The Python route for data collected any way you like (your own controller, logs of a real
+    system): minari's ``DataCollector`` needs jax, this needs only h5py, and the result loads like
+    every other dataset (``--config.dataset=<dataset_id>``)::
+
+        import gymnasium as gym, numpy as np
+        from data.minari_io import write_minari
+
+        env, episodes = gym.make("InvertedPendulum-v5"), []
+        for seed in range(20):
+            obs, _ = env.reset(seed=seed)
+            ep = {"observations": [obs], "actions": [], "rewards": [], "terminations": [], "truncations": []}
+            done = False
+            while not done:
+                action = env.action_space.sample()          # your policy; in the env's own units
+                obs, r, term, trunc, _ = env.step(action)
+                for key, value in zip(ep, (obs, action, r, term, trunc)):
+                    ep[key].append(value)
+                done = term or trunc
+            episodes.append({k: np.asarray(v) for k, v in ep.items()})
+        write_minari("local/invertedpendulum/mine-v0", episodes, env_id="InvertedPendulum-v5",
+                     ref_min=5.0, ref_max=1000.0)    # returns scoring 0 and 100; None: unknown
+
+    Store actions as the environment takes them (its own units; the learner maps its action box
+    onto [-1, 1] when loading), terminations (the task ended: no bootstrap) apart from truncations
+    (a time limit), and complete episodes only: a cut-off episode's return would distort the
+    locomotion reward scale. ``data.make.make_policy_dataset`` (``python -m launch.make_dataset
+    --env=<id> --policy=random|<checkpoint>``) does all this for a policy in a registered environment.
+
     Each episode maps ``observations`` ([T+1, ...] array, or a dict of them
     for Dict spaces), ``actions`` [T, ...], ``rewards``, ``terminations`` and
     ``truncations`` [T]. The environment comes from ``env_spec_json`` or
