@@ -87,6 +87,15 @@ def env_source(meta: Mapping[str, Any]) -> str:
     return meta.get("env_spec_json") or meta["env_id"]
 
 
+def meta_action_bounds(meta: Mapping[str, Any], log: Optional[Log] = print):
+    """The action bounds the learner's actions were mapped with (data/bounds.py), for the env wrapper.
+
+    A dataset_meta.json written before the bounds were recorded gives ±1: that run clipped to ±1."""
+    from data.bounds import bounds_from_meta
+
+    return bounds_from_meta(meta, "The run's dataset_meta.json", say=log)
+
+
 def policy_generator(seed: int, stream: int) -> torch.Generator:
     """Private generator so candidate sampling never touches torch's global RNG.
 
@@ -248,7 +257,9 @@ class VectorActor:
         self.num_envs = int(num_envs or o.envs_per_actor)
         self.device = torch.device(device)
         self.env_seed = int(seed) + int(actor_id) * ENV_SEED_STRIDE
-        self.venv = make_vector_env(env_source(meta), self.num_envs, self.env_seed)
+        # actions in [-1, 1] here and in the replay; the envs map them into their own units (actor/envs.py)
+        self.venv = make_vector_env(env_source(meta), self.num_envs, self.env_seed,
+                                    action_bounds=meta_action_bounds(meta))
         obs_dim = int(np.prod(self.venv.single_observation_space.shape))
         act_dim = int(np.prod(self.venv.single_action_space.shape))
         if (obs_dim, act_dim) != (int(meta["obs_dim"]), int(meta["act_dim"])):
@@ -274,6 +285,7 @@ class VectorActor:
         self.weights_version = int(version)
 
     def act(self, obs: np.ndarray) -> np.ndarray:
+        """Actions in the learner's units [-1, 1] (what the replay stores); the envs map them to theirs."""
         actions, _ = self.policy.act(torch.as_tensor(obs, dtype=torch.float32, device=self.device), self.generator)
         return np.clip(actions.float().cpu().numpy(), -1.0, 1.0).astype(np.float32)
 

@@ -8,6 +8,10 @@ does: ``FlatObservation`` calls the loader's own code (``data/goals.py``,
 which documents the order: achieved_goal, desired_goal, observation). The references never
 seeded their environments; here every env is seeded from the run seed, and
 collection and evaluation are expected to use separate envs (separate calls).
+
+Actions: policies act in [−1, 1] (data/bounds.py); ``make_env`` given action bounds other than ±1
+(an ``OfflineDataset`` carries its own) wraps the env in ``NormalizedActions``, which maps them
+into the environment's units, so actors, the evaluator and the replay all see [−1, 1] actions.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from gymnasium.envs.registration import EnvSpec
 import numpy as np
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
+from data.bounds import ActionBounds
 from data.dataset import OfflineDataset, make_raw_env, needs_flattening
 from data.goals import flatten_one
 from errors import ConfigError
@@ -37,6 +42,23 @@ class FlatObservation(gym.ObservationWrapper):
 
     def observation(self, observation):
         return flatten_one(self._dict_space, observation)
+
+
+class NormalizedActions(gym.ActionWrapper):
+    """Takes actions in [−1, 1] and hands the environment a = low + (a_norm + 1)(high − low)/2.
+
+    Why a wrapper: every acting path (actors' vector envs, the evaluator, pretraining evaluations)
+    builds its envs here, so one place maps the policy's box onto the environment's. Its action
+    space is [−1, 1], so random exploration drawn from it is in the learner's units too.
+    """
+
+    def __init__(self, env: gym.Env, bounds: ActionBounds):
+        super().__init__(env)
+        self.bounds = bounds
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (bounds.act_dim,), np.float32)
+
+    def action(self, action):
+        return self.bounds.denormalize(action)
 
 
 class SeedOnFirstReset(gym.Wrapper):
@@ -71,17 +93,23 @@ def _resolve(source: EnvSource) -> tuple[str, str | None]:
     return text, None
 
 
-def make_env(source: EnvSource, seed: int, **make_kwargs) -> gym.Env:
+def make_env(source: EnvSource, seed: int, action_bounds: ActionBounds | None = None, **make_kwargs) -> gym.Env:
     """One seeded env with flat observations; terminated/truncated stay separate.
 
     ``source`` is an ``OfflineDataset`` (preferred: its stored spec is used),
-    a gymnasium id, an ``EnvSpec`` or its JSON. ``make_kwargs`` go to
-    ``gym.make`` (e.g. ``render_mode``).
+    a gymnasium id, an ``EnvSpec`` or its JSON. ``action_bounds`` (default: the
+    dataset's own, for an ``OfflineDataset``) other than ±1 make the env take
+    actions in [−1, 1] (``NormalizedActions``); none, or ±1, leave its actions as
+    they are. ``make_kwargs`` go to ``gym.make`` (e.g. ``render_mode``).
     """
     env_id, spec_json = _resolve(source)
+    if action_bounds is None and isinstance(source, OfflineDataset):
+        action_bounds = source.action_bounds
     env = make_raw_env(env_id, spec_json, **make_kwargs)
     if needs_flattening(env.observation_space):
         env = FlatObservation(env)
+    if action_bounds is not None and not action_bounds.is_identity:
+        env = NormalizedActions(env, action_bounds)
     env.action_space.seed(int(seed))
     env.observation_space.seed(int(seed))
     return SeedOnFirstReset(env, int(seed))
@@ -92,6 +120,7 @@ def make_vector_env(
     num_envs: int,
     seed: int,
     autoreset_mode: str | AutoresetMode = AutoresetMode.SAME_STEP,
+    action_bounds: ActionBounds | None = None,
     **make_kwargs,
 ) -> SyncVectorEnv:
     """``num_envs`` copies seeded ``seed, seed+1, ...``, stepped in one process.
@@ -101,12 +130,12 @@ def make_vector_env(
     already the reset one and the true s' is ``info["final_obs"][i]``
     (with ``terminated``/``truncated`` still separate). The next-step mode
     instead spends one step per episode on a reset whose action is ignored,
-    which actors would have to skip.
+    which actors would have to skip. ``action_bounds``: as for ``make_env``.
     """
     if int(num_envs) < 1:
         raise ConfigError(f"num_envs must be at least 1, got {num_envs}.")
     fns = [
-        (lambda i=i: make_env(source, int(seed) + i, **make_kwargs))
+        (lambda i=i: make_env(source, int(seed) + i, action_bounds=action_bounds, **make_kwargs))
         for i in range(int(num_envs))
     ]
     venv = SyncVectorEnv(fns, autoreset_mode=autoreset_mode)
@@ -115,4 +144,4 @@ def make_vector_env(
     return venv
 
 
-__all__ = ["EnvSource", "FlatObservation", "SeedOnFirstReset", "make_env", "make_vector_env"]
+__all__ = ["EnvSource", "FlatObservation", "NormalizedActions", "SeedOnFirstReset", "make_env", "make_vector_env"]

@@ -64,6 +64,9 @@ def evaluate(policy, env_fn: Callable[[int], "object"], num_episodes: int, seed:
              discount: float | None = None, score_by_success: bool = False) -> EvalResult:
     """Run `num_episodes` episodes of `policy` (anything with `.act(obs_tensor, generator)`).
 
+    The policy's actions are in the learner's [-1, 1]; `env_fn` builds envs that take them (actor.envs.make_env
+    with the run's action bounds maps them into the environment's units).
+
     `score_by_success` (AntMaze): the normalised score is 100 x success per episode instead of
     `normalize(returns)`; it needs an environment that reports `info["success"]`.
 

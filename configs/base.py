@@ -30,6 +30,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.dataset = "local/hopper/medium-v0"  # Minari dataset id, or a path to a legacy D4RL .hdf5 file
     c.env_id = ""                         # environment for an .hdf5 file that does not name one
     c.reward_scale = "auto"              # "auto": per domain as in the papers; "none": raw rewards
+    c.action_bounds = ""                  # "" = the environment's action bounds; "low,high" (e.g. "-2,2") for every
+                                          #   dimension: needed where the env's are unbounded. The learner works in
+                                          #   [-1, 1], data and actions are mapped from/to these (data/bounds.py)
 
     # ---- algorithm ----
     c.algorithm = "aligniql"              # aligniql | aligniql_hard | idql | iql

@@ -18,12 +18,9 @@ from dataclasses import dataclass, field
 import gymnasium as gym
 import numpy as np
 
+from data.bounds import ACTION_CLIP, ActionBounds, OutsideReport  # noqa: F401  (ACTION_CLIP re-exported)
 from data.goals import flatten_batch, flatten_one  # noqa: F401  (one flattening for data and envs)
 from errors import DatasetError
-
-# The diffusion sampler clips to [-1, 1]; keeping data strictly inside avoids
-# atanh-style blow-ups and matches the references (docs/algorithm.md "Data").
-ACTION_CLIP = 1.0 - 1e-5
 
 DOMAINS = ("locomotion", "antmaze", "pointmaze", "adroit")
 _ADROIT_TASKS = ("pen", "door", "hammer", "relocate")
@@ -63,6 +60,11 @@ class OfflineDataset:
     transitions instead: that loses data and is not repeated here.
     ``episode_returns`` are raw returns of complete episodes, needed for the
     locomotion reward scale and for dataset summaries.
+
+    ``actions`` are in the learner's units, [−1, 1]: the stored actions mapped from
+    ``action_bounds`` (the environment's box, data/bounds.py; ±1 when not given, the identity), then
+    kept within ±ACTION_CLIP for the diffusion sampler. Stored actions outside the bounds are
+    counted in ``actions_outside`` and reported on the console, not silently clipped.
     """
 
     observations: np.ndarray
@@ -78,6 +80,8 @@ class OfflineDataset:
     ref_max_score: float | None = None
     name: str = ""
     domain: str = field(default="")
+    action_bounds: ActionBounds | None = None
+    actions_outside: OutsideReport | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         # Imported here: validate.py imports this module for type hints.
@@ -112,7 +116,16 @@ class OfflineDataset:
             },
             label,
         )
-        self.actions = np.clip(self.actions, -ACTION_CLIP, ACTION_CLIP)
+        bounds = self.action_bounds if self.action_bounds is not None else ActionBounds.unit(self.act_dim)
+        if bounds.act_dim != self.act_dim:
+            raise DatasetError(f"Dataset '{label}' has actions of {self.act_dim} numbers but action bounds of "
+                               f"{bounds.act_dim} ({bounds.describe()}); the bounds belong to another environment.")
+        self.actions_outside = bounds.outside(self.actions)
+        if self.actions_outside.count:
+            print(self.actions_outside.message(label, bounds), flush=True)
+        # into the learner's [-1, 1] (the identity, skipped, for ±1 bounds), then the sampler's guard
+        self.actions = np.clip(bounds.normalize(self.actions), -ACTION_CLIP, ACTION_CLIP)
+        self.action_bounds = bounds
         if not self.domain:
             self.domain = infer_domain(self.env_id, self.name)
         if self.domain not in DOMAINS:
@@ -176,6 +189,19 @@ class OfflineDataset:
     def env_spec(self) -> gym.envs.registration.EnvSpec | None:
         """The stored gymnasium spec, or None when only an id is known."""
         return parse_env_spec_json(self.env_spec_json) if self.env_spec_json else None
+
+
+def dataset_meta(dataset: OfflineDataset, reward_transform) -> dict:
+    """What acting and evaluating need to know about a dataset without loading it.
+
+    Written as the run's `dataset_meta.json` (actors, evaluator) and into every pretraining
+    checkpoint (`launch.api.load_policy`, `study.evaluate`): sizes, environment, reward transform,
+    reference scores and the action bounds the actions were mapped with.
+    """
+    return {"obs_dim": dataset.obs_dim, "act_dim": dataset.act_dim, "env_id": dataset.env_id,
+            "env_spec_json": dataset.env_spec_json, "reward_transform": reward_transform.to_dict(),
+            "ref_min_score": dataset.ref_min_score, "ref_max_score": dataset.ref_max_score,
+            "dataset": dataset.name, "domain": dataset.domain, **dataset.action_bounds.to_meta()}
 
 
 # ---------------------------------------------------------------------------

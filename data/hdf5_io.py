@@ -82,7 +82,23 @@ def _resolve_env_id(raw: str, path: str) -> str:
     )
 
 
-def load_hdf5(path: str | Path, env_id: str | None = None) -> OfflineDataset:
+def _env_action_space(env_id: str, label: str):
+    """The environment's action space: a legacy file records none, so its bounds come from the env."""
+    from data.dataset import make_raw_env
+
+    try:
+        env = make_raw_env(env_id)
+    except DatasetError as e:
+        raise DatasetError(f"{e} HDF5 dataset '{label}' records no action bounds, so they are taken from the "
+                           "environment; where it cannot be built here, give them with "
+                           "config.action_bounds='low,high'.") from None
+    try:
+        return env.action_space
+    finally:
+        env.close()
+
+
+def load_hdf5(path: str | Path, env_id: str | None = None, action_bounds: str = "") -> OfflineDataset:
     """Flat transitions from a D4RL-style HDF5 file.
 
     Without ``next_observations`` the next state is the following row, so the
@@ -90,8 +106,13 @@ def load_hdf5(path: str | Path, env_id: str | None = None) -> OfflineDataset:
     row) has no successor and is dropped; terminal transitions are kept (their
     s' is never bootstrapped from). With ``next_observations`` every row is
     kept, timeouts included.
+
+    The actions are mapped into [-1, 1] from the environment's action space, or from
+    ``action_bounds`` ("low,high", ``config.action_bounds``) where given (data/bounds.py).
     """
     import h5py
+
+    from data.bounds import resolve_action_bounds
 
     path = Path(path)
     label = str(path)
@@ -178,6 +199,7 @@ def load_hdf5(path: str | Path, env_id: str | None = None) -> OfflineDataset:
     else:
         ref_min, ref_max = D4RL_REF_SCORES.get(task_family(env_id), (None, None))
 
+    bounds = resolve_action_bounds(lambda: _env_action_space(env_id, label), action_bounds, actions.shape[1], label)
     return OfflineDataset(
         observations=obs[keep],
         actions=actions[keep],
@@ -192,4 +214,5 @@ def load_hdf5(path: str | Path, env_id: str | None = None) -> OfflineDataset:
         ref_max_score=ref_max,
         name=label,
         domain=infer_domain(env_id, path.stem),
+        action_bounds=bounds,
     )

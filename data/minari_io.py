@@ -82,12 +82,16 @@ def _spec_json_from_metadata(metadata: Mapping[str, Any]) -> str | None:
     return None
 
 
-def load_minari(dataset_id: str, env_id: str | None = None) -> OfflineDataset:
+def load_minari(dataset_id: str, env_id: str | None = None, action_bounds: str = "") -> OfflineDataset:
     """Flat transitions from a local Minari dataset.
 
     ``env_id`` overrides the environment recorded in the dataset (and is
-    required when the dataset records none).
+    required when the dataset records none). The actions are mapped into [-1, 1]
+    from the dataset's stored action space, or from ``action_bounds`` ("low,high",
+    ``config.action_bounds``) where given (data/bounds.py).
     """
+    from data.bounds import resolve_action_bounds
+
     from minari.dataset.minari_storage import MinariStorage
 
     path = _dataset_dir(dataset_id)
@@ -102,6 +106,7 @@ def load_minari(dataset_id: str, env_id: str | None = None) -> OfflineDataset:
             storage = MinariStorage.read(path / "data")
             metadata = storage.metadata
             _check_minari_version(metadata, dataset_id)
+            stored_action_space = storage.action_space
             episodes = _read_episodes(storage, dataset_id)
     except DatasetError:
         raise
@@ -129,9 +134,12 @@ def load_minari(dataset_id: str, env_id: str | None = None) -> OfflineDataset:
         raise DatasetError(f"Minari dataset '{dataset_id}' contains no episodes.")
     cat = lambda k: np.concatenate([e[k] for e in episodes], axis=0)  # noqa: E731
     returns = [float(e["rewards"].sum(dtype=np.float64)) for e in episodes if e["complete"]]
+    actions = cat("actions")
+    bounds = resolve_action_bounds(stored_action_space, action_bounds, actions.reshape(len(actions), -1).shape[1],
+                                   dataset_id)
     return OfflineDataset(
         observations=cat("observations"),
-        actions=cat("actions"),
+        actions=actions,
         rewards=cat("rewards"),
         next_observations=cat("next_observations"),
         terminals=cat("terminals"),
@@ -142,6 +150,7 @@ def load_minari(dataset_id: str, env_id: str | None = None) -> OfflineDataset:
         ref_min_score=metadata.get("ref_min_score"),
         ref_max_score=metadata.get("ref_max_score"),
         name=dataset_id,
+        action_bounds=bounds,
     )
 
 

@@ -6,7 +6,7 @@ recipe used the actor's mean plus isotropic N(0, 0.1^2) noise. To compare the
 two on equal terms this draws, at ``states`` dataset states, ``samples``
 actions exactly as ``data.make.rollout_episodes`` draws them for the dataset's
 recorded recipe (policy sample or mean, plus the recipe's extra noise, then
-clipped to [-1, 1]) and takes their standard deviation per state and
+clipped to the environment's bounds) and takes their standard deviation per state and
 dimension. Results: per-dimension mean over states, and the mean over
 dimensions ("overall").
 
@@ -24,22 +24,28 @@ from errors import DatasetError
 CLIP_LEVEL = 0.99  # |a| above this counts as "at the clip boundary"
 
 
-def _draw(policy, obs: np.ndarray, stochastic: bool, noise_std: float, rng: np.random.Generator) -> np.ndarray:
-    """Actions as the maker draws them (data.make.rollout_episodes), for a batch of states."""
+def _draw(policy, obs: np.ndarray, stochastic: bool, noise_std: float, rng: np.random.Generator,
+          bounds=None) -> np.ndarray:
+    """Actions as the maker draws them (data.make.rollout_episodes: clipped to the env's bounds), for a
+    batch of states, in the learner's [-1, 1] as the loader maps them (``bounds``: data/bounds.py; ±1 if None)."""
     action = policy.act(obs, rng) if stochastic else policy.act(obs)
     action = np.asarray(action, dtype=np.float64)
     if noise_std > 0:
         action = action + noise_std * rng.standard_normal(action.shape)
-    return np.clip(action, -1.0, 1.0)
+    if bounds is None or bounds.is_identity:
+        return np.clip(action, -1.0, 1.0)
+    return bounds.normalize(np.clip(action, bounds.low, bounds.high)).astype(np.float64)
 
 
 def per_state_action_std(policy, obs: np.ndarray, stochastic: bool, noise_std: float,
-                         rng: np.random.Generator, samples: int = 256, chunk: int = 250) -> np.ndarray:
-    """[N, act_dim]: std over ``samples`` draws of the recipe's action at each state."""
+                         rng: np.random.Generator, samples: int = 256, chunk: int = 250,
+                         bounds=None) -> np.ndarray:
+    """[N, act_dim]: std over ``samples`` draws of the recipe's action at each state (in [-1, 1] units,
+    as the dataset's actions; ``bounds`` the dataset's action bounds)."""
     out = []
     for start in range(0, len(obs), chunk):
         o = obs[start:start + chunk]
-        draws = _draw(policy, np.repeat(o, samples, axis=0), stochastic, noise_std, rng)
+        draws = _draw(policy, np.repeat(o, samples, axis=0), stochastic, noise_std, rng, bounds)
         out.append(draws.reshape(len(o), samples, -1).std(axis=1, ddof=1))
     return np.concatenate(out).astype(np.float32)
 
@@ -56,7 +62,7 @@ def measure_dataset(dataset_id: str, states: int = 2000, samples: int = 256, see
         raise DatasetError(f"Dataset '{dataset_id}' records no data/make.py recipe, so the policy that "
                            "made it is unknown; only datasets made by launch.make_dataset can be measured.")
     returns = ds.episode_returns.astype(np.float64)
-    at_clip = np.abs(ds.actions) > CLIP_LEVEL
+    at_clip = np.abs(ds.actions) > CLIP_LEVEL      # the learner's [-1, 1]: at the env's bounds whatever they are
     result: dict[str, Any] = {
         "dataset_id": dataset_id,
         "env_id": recipe.env_id,
@@ -77,7 +83,8 @@ def measure_dataset(dataset_id: str, states: int = 2000, samples: int = 256, see
     rng = np.random.default_rng(np.random.SeedSequence(seed))
     idx = np.sort(rng.choice(ds.size, size=min(states, ds.size), replace=False))
     stochastic = recipe.actions == STOCHASTIC
-    std = per_state_action_std(policy, ds.observations[idx], stochastic, float(recipe.noise_std), rng, samples)
+    std = per_state_action_std(policy, ds.observations[idx], stochastic, float(recipe.noise_std), rng, samples,
+                               bounds=ds.action_bounds)
     per_dim = std.mean(axis=0)
     result.update({
         "spread_states": int(len(idx)),

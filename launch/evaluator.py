@@ -85,8 +85,8 @@ def run_evaluator(cfg, meta: Mapping[str, Any], replay_address: str, seed: int, 
     `key`: the run's secret; weights not tagged with it are never loaded (replay/auth.py)."""
     import torch
 
-    from actor.actor_loop import (EVAL_SEED_OFFSET, JsonlLog, StopRequested, SignalStop,
-                                  default_log, env_source, load_weights, stop_aware_log, wait_for_first_weights)
+    from actor.actor_loop import (EVAL_SEED_OFFSET, JsonlLog, StopRequested, SignalStop, default_log, env_source,
+                                  load_weights, meta_action_bounds, stop_aware_log, wait_for_first_weights)
     from actor.envs import make_env
     from actor.evaluator import evaluate
     from data.goals import scores_by_success
@@ -116,8 +116,10 @@ def run_evaluator(cfg, meta: Mapping[str, Any], replay_address: str, seed: int, 
     policy = make_policy(cfg, modules, weighting, o.eval_mode, int(o.num_candidates))
     state = {"version": None, "evaluated": None, "subscriber": None}
 
+    bounds = meta_action_bounds(meta, log)    # the policy acts in [-1, 1]; the envs map into their own units
+
     def env_fn(s: int):
-        return make_env(source, s)
+        return make_env(source, s, action_bounds=bounds)
 
     def take(got) -> None:
         if got is not None:

@@ -169,14 +169,12 @@ def run(cfg, pretrained: str | None, resume: bool, launcher: str = "local", ray_
 
     # ---- 2. what every role needs: the config and the dataset's description ----
     ensure_default_dataset(cfg.dataset)
-    dataset = load_dataset(cfg.dataset, env_id=cfg.env_id or None)
+    dataset = load_dataset(cfg.dataset, env_id=cfg.env_id or None, action_bounds=cfg.get("action_bounds", ""))
     transform = reward_transform_for(dataset) if cfg.reward_scale == "auto" else RewardTransform(1.0, 0.0)
     config_json = run_dir / "config.json"
     config_json.write_text(cfg.to_json(indent=2))
-    meta = {"obs_dim": dataset.obs_dim, "act_dim": dataset.act_dim, "env_id": dataset.env_id,
-            "env_spec_json": dataset.env_spec_json, "reward_transform": transform.to_dict(),
-            "ref_min_score": dataset.ref_min_score, "ref_max_score": dataset.ref_max_score,
-            "dataset": dataset.name}
+    from data.dataset import dataset_meta
+    meta = dataset_meta(dataset, transform)     # sizes, env, rewards, references, action bounds (data/bounds.py)
     (run_dir / "dataset_meta.json").write_text(json.dumps(meta, indent=2))
     # The run's secret (owner-only; kept on --resume, whose restored transitions carry its tags): the
     # learner tags its weights with it, actors their transitions, and each side takes only tagged ones.

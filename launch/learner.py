@@ -88,7 +88,8 @@ def run(cfg, replay_address: str | None, run_dir: Path, pretrained: str | None, 
     device = pick_device(cfg.device)
     set_matmul_precision(cfg.matmul_precision, device)
     set_cpu_matmul(cfg.cpu_matmul)
-    dataset = load_dataset(cfg.dataset, env_id=cfg.env_id or None, check_env=False)
+    dataset = load_dataset(cfg.dataset, env_id=cfg.env_id or None, check_env=False,
+                           action_bounds=cfg.get("action_bounds", ""))   # the actors' [-1, 1] (data/bounds.py)
     replay_host = None
     if host is not None:
         from replay.host import ReplayHost, replay_spec

@@ -52,7 +52,11 @@ def load_offline_data(cfg):
     from data.rewards import RewardTransform, reward_transform_for
 
     ensure_default_dataset(cfg.dataset)          # builds a registered local dataset on first use
-    dataset = load_dataset(cfg.dataset, env_id=cfg.env_id or None)   # also checks it against its env
+    dataset = load_dataset(cfg.dataset, env_id=cfg.env_id or None,   # also checks it against its env
+                           action_bounds=cfg.get("action_bounds", ""))  # actions mapped into [-1, 1] (data/bounds.py)
+    if not dataset.action_bounds.is_identity:
+        print(f"dataset {dataset.name}: actions mapped from {dataset.action_bounds.describe()} into the learner's "
+              f"[-1, 1], and back where they meet the environment", flush=True)
 
     def env_fn(seed: int):
         return make_env(dataset, seed=seed)
@@ -116,6 +120,7 @@ def train(cfg, resume: bool, run_dir: Path | None = None) -> dict:
     from learner.nonfinite import NonFiniteWatch
     from learner.offline_buffer import OfflineBuffer
     from launch.run_logger import RunLogger, format_duration
+    from data.dataset import dataset_meta
 
     check_config(cfg)
     if cfg.num_threads:
@@ -154,7 +159,9 @@ def train(cfg, resume: bool, run_dir: Path | None = None) -> dict:
                                     "config": cfg.to_json(), "eval_history": json.dumps(history),
                                     "wandb_run_id": logger.run_id or "", "reward_transform": transform.to_dict(),
                                     "dataset": dataset.name, "obs_dim": dataset.obs_dim,
-                                    "act_dim": dataset.act_dim})
+                                    "act_dim": dataset.act_dim,
+                                    # what acting needs without the dataset (launch.api.load_policy, study.evaluate)
+                                    "dataset_meta": dataset_meta(dataset, transform)})
 
     stop = {"signal": None}
 

@@ -88,5 +88,7 @@ def check_config(c) -> None:
         bad("matmul_precision", c.matmul_precision, f"choose {', '.join(MATMUL_PRECISIONS)}")
     if c.reward_scale not in ("auto", "none"):
         bad("reward_scale", c.reward_scale, "choose 'auto' or 'none'")
+    from data.bounds import parse_override
+    parse_override(c.get("action_bounds", ""))     # "" or "low,high", finite, low < high (names the field)
     if c.wandb.mode not in ("auto", "online", "offline", "disabled"):
         bad("wandb.mode", c.wandb.mode, "choose auto, online, offline or disabled")

@@ -34,24 +34,45 @@ FINAL_EVAL_SEED_OFFSET = 20_000_000   # never an in-training (100,000), evaluato
 
 
 def load_learner(ckpt: str, config_json: str | None = None):
-    """(config, learner in eval mode on the CPU, dataset, reward transform, env factory) of a checkpoint.
+    """(config, learner in eval mode on the CPU, the run's dataset metadata, reward transform, env factory).
 
-    A pretraining checkpoint carries its config; a finetuning run's learner checkpoint needs the
-    run's config.json."""
+    A pretraining checkpoint carries its config and its dataset's metadata (sizes, environment,
+    reward transform, reference scores, action bounds: `launch.api.checkpoint_meta`); a finetuning
+    run's learner checkpoint needs the run's config.json, with dataset_meta.json beside it. The
+    dataset itself is loaded only for checkpoints made before that metadata was recorded.
+    """
     import ml_collections
     import torch
 
-    from launch.pretrain import load_offline_data
+    from actor.actor_loop import env_source
+    from actor.envs import make_env
+    from data.bounds import bounds_from_meta
+    from data.rewards import RewardTransform
+    from launch.api import checkpoint_meta
     from learner.agent import Learner
     from learner.checkpoint import load_checkpoint
 
     state = load_checkpoint(ckpt, map_location="cpu")
     cfg = ml_collections.ConfigDict(json.loads(Path(config_json).read_text() if config_json else state["config"]))
-    dataset, transform, env_fn = load_offline_data(cfg)
-    learner = Learner(cfg, dataset.obs_dim, dataset.act_dim, torch.device("cpu"))
+    meta, complete = checkpoint_meta(state, Path(ckpt), config_json, say=None)
+    if complete:
+        transform = RewardTransform.from_dict(meta["reward_transform"])
+        bounds = bounds_from_meta(meta, f"The metadata of checkpoint {ckpt}")
+
+        def env_fn(seed: int):
+            return make_env(env_source(meta), seed=seed, action_bounds=bounds)
+    else:
+        from data.dataset import dataset_meta
+        from launch.pretrain import load_offline_data
+
+        print(f"{ckpt} records no dataset metadata (made before it was recorded): loading the dataset "
+              f"{cfg.dataset} for its environment and reference scores", flush=True)
+        dataset, transform, env_fn = load_offline_data(cfg)
+        meta = dataset_meta(dataset, transform)
+    learner = Learner(cfg, int(meta["obs_dim"]), int(meta["act_dim"]), torch.device("cpu"))
     learner.load_state_dict(state["learner"])
     learner.train(False)
-    return cfg, learner, dataset, transform, env_fn
+    return cfg, learner, meta, transform, env_fn
 
 
 def evaluate_checkpoint(ckpt: str, out: str, episodes: int, modes: list[str], num_candidates: list[int],
@@ -62,8 +83,10 @@ def evaluate_checkpoint(ckpt: str, out: str, episodes: int, modes: list[str], nu
     from actor.evaluator import evaluate
 
     ns = [int(n) for n in num_candidates]
-    cfg, learner, dataset, transform, env_fn = load_learner(ckpt, config_json)
-    has_ref = dataset.ref_min_score is not None and dataset.ref_max_score is not None
+    from launch.evaluator import score_normalizer
+
+    cfg, learner, meta, transform, env_fn = load_learner(ckpt, config_json)
+    normalize = score_normalizer(meta)        # None without usable reference scores
     seed = int(cfg.seed) + FINAL_EVAL_SEED_OFFSET
     if cfg.algorithm == "iql":
         settings = [("gaussian", 1, None)]
@@ -79,7 +102,7 @@ def evaluate_checkpoint(ckpt: str, out: str, episodes: int, modes: list[str], nu
         t0 = time.time()
         r = evaluate(policy, env_fn, episodes, seed=seed, device=torch.device("cpu"),
                      max_episode_steps=cfg.eval.max_episode_steps,
-                     normalize=dataset.normalized_score if has_ref else None,
+                     normalize=normalize,
                      reward_transform=transform, discount=float(cfg.discount))
         key = mode if eta is None else f"{mode}_eta{eta:+g}"
         results.setdefault(key, {})[str(n)] = {**r.summary(), "seconds": time.time() - t0}

@@ -133,7 +133,10 @@ def main(argv):
     from study.evaluate import load_learner
 
     torch.set_num_threads(1)
-    cfg, learner, dataset, transform, _env_fn = load_learner(flags.FLAGS.checkpoint, flags.FLAGS.config_json)
+    from launch.pretrain import load_offline_data
+
+    cfg, learner, _meta, transform, _env_fn = load_learner(flags.FLAGS.checkpoint, flags.FLAGS.config_json)
+    dataset = load_offline_data(cfg)[0]     # the states to rank candidates at
     result = measure(learner, dataset, transform, float(cfg.discount), flags.FLAGS.states, flags.FLAGS.candidates,
                      flags.FLAGS.repeats, flags.FLAGS.horizon, flags.FLAGS.seed)
     result["checkpoint"] = str(repo_relative(flags.FLAGS.checkpoint))
