@@ -43,9 +43,11 @@ def load_config_json(path) -> "Any":
     """The run's config as written by the supervisor (`cfg.to_json()`)."""
     import ml_collections
 
+    from networks.factory import upgrade_config     # a run recorded before a field was renamed reads as it ran
+
     path = Path(path)
     try:
-        return ml_collections.ConfigDict(json.loads(path.read_text()))
+        return ml_collections.ConfigDict(upgrade_config(json.loads(path.read_text())))
     except FileNotFoundError:
         raise ConfigError(f"The run config {path} does not exist. Pass --config_json=<run dir>/config.json "
                           "as written by the finetuning supervisor (launch/finetune.py).") from None

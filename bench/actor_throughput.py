@@ -71,7 +71,7 @@ def actor_setup(env_id: str = "Hopper-v5", checkpoint: str | None = None):
     """(cfg, meta, weighting, acting params or None): the finetune config, or the checkpoint's networks."""
     import gymnasium as gym
 
-    from networks.factory import natural_weighting
+    from networks.factory import natural_weighting, upgrade_config
     from configs import finetune
 
     cfg = finetune.get_config()
@@ -81,7 +81,7 @@ def actor_setup(env_id: str = "Hopper-v5", checkpoint: str | None = None):
 
         from learner.checkpoint import load_checkpoint
         state = load_checkpoint(Path(checkpoint), map_location="cpu")
-        saved = ml_collections.ConfigDict(json.loads(state["config"]))
+        saved = ml_collections.ConfigDict(upgrade_config(json.loads(state["config"])))
         online = cfg.online
         cfg = saved
         cfg.online = online
@@ -203,7 +203,7 @@ def bf16_check(cfg, modules, weighting, obs: torch.Tensor, n: int, seed: int = 0
             extra = {}
             if "alpha" in modules:
                 extra = {"alpha_s": modules["alpha"](obs), "beta_s": modules["beta"](obs)}
-            logw = extraction.log_weights(s.weighting, q, v, eta=s.eta, tau=s.tau, exp_alpha=s.exp_alpha, **extra)
+            logw = extraction.log_weights(s.weighting, q, v, **extra, **dict(s.settings))
             return extraction.select(logw, q, "argmax")
 
     with torch.no_grad():

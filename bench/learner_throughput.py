@@ -132,8 +132,9 @@ def update_fns(learner: Learner, cfg, batch, compile_fn=None) -> dict:
     wrap = compile_fn or (lambda f: f)
     cb, ab = cfg.critic_batch_size, cfg.actor_batch_size
     c = {k: v[:cb] for k, v in batch.items()}
-    vc, beh, mul, whole = (wrap(learner.update_value_and_critic), wrap(learner.update_behavior),
-                           wrap(getattr(learner, "update_multipliers")), wrap(learner.update))
+    # the device steps (Learner.update = these, then `advance`: schedules and counters on the host)
+    vc, beh, mul, whole = (wrap(learner.value_and_critic_step), wrap(learner.behavior_step),
+                           wrap(learner.multiplier_step), wrap(learner.update))
     fns = {"critic+value": lambda: vc(c["obs"], c["act"], c["reward"], c["next_obs"], c["mask"])}
     if cfg.algorithm != "iql":
         fns["mu (diffusion)"] = lambda: beh(batch["obs"][:ab], batch["act"][:ab])

@@ -67,7 +67,7 @@ def linear_gemms(name: str, rows: int, dims: Sequence[int], *, grad: bool, first
 
 
 def critic_value_gemms(cfg, batch: int, obs_dim: int, act_dim: int) -> list[Gemm]:
-    """Learner.update_value_and_critic: target-Q fwd, V fwd+bwd, V(s') fwd, both Q heads fwd+bwd."""
+    """Learner.value_and_critic_step: target-Q fwd, V fwd+bwd, V(s') fwd, both Q heads fwd+bwd."""
     heads = 2
     q_dims = [obs_dim + act_dim, *cfg.critic_hidden, 1]
     v_dims = [obs_dim, *cfg.critic_hidden, 1]
@@ -78,7 +78,7 @@ def critic_value_gemms(cfg, batch: int, obs_dim: int, act_dim: int) -> list[Gemm
 
 
 def multiplier_gemms(cfg, batch: int, obs_dim: int, act_dim: int) -> list[Gemm]:
-    """Learner.update_multipliers: target-Q and V fwd, α and β fwd+bwd (their input LayerNorm is trained,
+    """Learner.multiplier_step: target-Q and V fwd, α and β fwd+bwd (their input LayerNorm is trained,
     so the first layer's dX is needed)."""
     m_dims = [obs_dim, *cfg.multipliers.hidden, 1]
     return (linear_gemms("target_Q", batch, [obs_dim + act_dim, *cfg.critic_hidden, 1], grad=False, members=2)
@@ -88,7 +88,7 @@ def multiplier_gemms(cfg, batch: int, obs_dim: int, act_dim: int) -> list[Gemm]:
 
 
 def behavior_gemms(cfg, batch: int, obs_dim: int, act_dim: int) -> list[Gemm]:
-    """Learner.update_behavior: one denoising loss of μ's LN-ResNet noise network, fwd + bwd."""
+    """Learner.behavior_step: one denoising loss of μ's LN-ResNet noise network, fwd + bwd."""
     d = cfg.diffusion
     td = d.time_dim
     out = [Gemm("mu.fourier fwd", batch, 1, td // 2), Gemm("mu.fourier dW", 1, batch, td // 2)]

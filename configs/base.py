@@ -36,7 +36,12 @@ def get_config() -> ml_collections.ConfigDict:
 
     # ---- algorithm ----
     c.algorithm = "aligniql"              # aligniql | aligniql_hard | idql | iql
-    c.critic_loss = "expectile"           # expectile | quantile | exponential (IDQL section 4.1)
+    c.value_loss = "expectile"            # V's loss: expectile | quantile | exponential (IDQL section 4.1;
+                                          #   learner/losses.py VALUE_LOSSES); older runs' critic_loss
+    c.weighting = ""                      # how μ's candidates are weighed: "" = the algorithm's own (aligniql: align,
+                                          #   aligniql_hard: align_hard, idql: expectile; networks/factory.py
+                                          #   ALGORITHMS), or a name in networks/extraction.py WEIGHTINGS. IDQL pairs
+                                          #   it with value_loss (IDQL Eq. 9/10/12): set both to quantile together
     c.tau = 0.7                           # expectile / quantile τ (0.7 locomotion, 0.9 AntMaze)
     c.exp_alpha = 1.0                     # exponential-loss temperature α
     c.eta = -1.0                          # AlignIQL η ≠ 0 (Table 3: -1 locomotion, mostly 1 AntMaze / Adroit)
@@ -92,8 +97,8 @@ def get_config() -> ml_collections.ConfigDict:
                                           #   trains; "auto" = when the learner is on CUDA; "on" | "off"
     c.eval.modes = ("argmax",)            # any of "argmax", "implicit"
     c.eval.num_candidates = (16, 64, 256) # N values to evaluate
-    c.eval.weighting = ""                 # "" = the algorithm's own; or align | align_hard | expectile |
-                                          #   quantile | exponential | greedy
+    c.eval.weighting = ""                 # "" = config.weighting; or a name in networks/extraction.py WEIGHTINGS
+                                          #   (align | align_hard | expectile | quantile | exponential | greedy)
     c.eval.max_episode_steps = 0          # 0 = the environment's own time limit
     c.eval.seed_offset = 100_000          # evaluation environments never share seeds with training
 

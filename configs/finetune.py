@@ -15,7 +15,7 @@ def online_defaults() -> ml_collections.ConfigDict:
     o.num_actors = 2                   # K actor processes (CPU)
     o.envs_per_actor = 4               # vector environments stepped together by one actor
     o.exploration = "implicit"         # "implicit" (draw by weights) or "argmax"
-    o.exploration_weighting = ""       # "" = the algorithm's own weights (aligniql: exp(-η A²) / exp(|η| A))
+    o.exploration_weighting = ""       # "" = config.weighting (aligniql's own: exp(-η A²) / exp(|η| A)); or any weighting
     o.num_candidates = 16              # N candidates per state when acting
     o.actor_mu_dtype = "float32"       # "bfloat16": actors sample μ's candidates in bf16 (x1.2-1.6 at N >= 64 on CPUs
                                        # with bf16 units, same argmax choice in 99-100 % of states; slower at N = 16).

@@ -7,7 +7,8 @@ def get_config():
     c.name = "idql-locomotion"
     c.dataset = "mujoco/hopper/medium-v0"
     c.algorithm = "idql"
-    c.critic_loss = "expectile"
+    c.value_loss = "expectile"
+    c.weighting = "expectile"            # IDQL Eq. 9: the weights of the expectile loss (offline evaluation: greedy)
     c.tau = 0.7
     c.critic_batch_size = 256
     c.actor_batch_size = 1024

@@ -23,7 +23,7 @@ import ml_collections
 # key -> (label, flags for launch.pretrain / launch.finetune on top of the budget's shared ones)
 METHODS = {
     "iql": ("IQL (Gaussian + AWR)", {"algorithm": "iql", "eval.num_candidates": (1,)}),
-    "idql": ("IDQL (greedy argmax-Q)", {"algorithm": "idql", "critic_loss": "expectile",
+    "idql": ("IDQL (greedy argmax-Q)", {"algorithm": "idql", "value_loss": "expectile",
                                         "eval.weighting": "greedy"}),
     "aligniql_pos": ("AlignIQL η=+1", {"algorithm": "aligniql", "eta": 1.0}),
     "aligniql_neg": ("AlignIQL η=−1", {"algorithm": "aligniql", "eta": -1.0}),

@@ -36,11 +36,15 @@ def _overrides(argv, name: str) -> list[str]:
 
 def _unknown_field(e: Exception, argv, name: str) -> str:
     """The override that names no field. ml_collections' message holds the missing key (and a guess)."""
+    from networks.factory import RENAMED_FIELDS, renamed_field_message
+
     text = str(e)
     words = set(re.findall(r"\w+", text))
     guess = re.search(r'Did you mean "(\w+)"', text)
     for arg in _overrides(argv, name):
         path = arg.split("=", 1)[0].lstrip("-").split(".", 1)[1]
+        if path in RENAMED_FIELDS and path in words:
+            return f"{arg}: {renamed_field_message(path)}"
         if words & set(path.split(".")):
             hint = f"did you mean {guess.group(1)}? " if guess else ""
             return f"{arg}: the config has no field {name}.{path} ({hint}{FIELDS_HINT})."

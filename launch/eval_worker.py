@@ -16,8 +16,6 @@ import multiprocessing as mp
 import os
 import queue
 
-BACKGROUND_SETTINGS = ("auto", "on", "off")
-
 
 def _serve(cfg_json: str, obs_dim: int, act_dim: int, requests, results) -> None:
     os.environ["CUDA_VISIBLE_DEVICES"] = ""        # before torch: the GPU is the learner's
@@ -99,8 +97,6 @@ class BackgroundEvaluation:
 
 
 def evaluates_in_background(setting: str, device) -> bool:
-    """`eval.background`: "auto" (in its own process when the learner is on CUDA), "on" or "off"."""
-    if setting not in BACKGROUND_SETTINGS:
-        from errors import ConfigError
-        raise ConfigError(f"Invalid setting config.eval.background={setting!r}: choose auto, on or off.")
+    """`eval.background`: "auto" (in its own process when the learner is on CUDA), "on" or "off"
+    (learner/config_check.py BACKGROUND_SETTINGS; checked there at start-up)."""
     return setting == "on" or (setting == "auto" and device.type == "cuda")

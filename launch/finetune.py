@@ -36,7 +36,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")   # the supervisor reads repl
 from absl import app, flags
 from ml_collections import config_flags
 
-from errors import EXIT_INTERRUPTED, ConfigError, UserFacingError
+from errors import EXIT_INTERRUPTED, UserFacingError
 from launch.supervision import (Child, InsertPoll, LogForwarder, LostWork, actor_transitions, checkpoints_note,
                                 last_learner_step, learner_started, restored_figures)
 
@@ -49,41 +49,6 @@ _RAY_ADDRESS = flags.DEFINE_string("ray_address", None, "With --launcher=ray: jo
                                    "HOST:PORT); without it a local cluster on 127.0.0.1 is started.")
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def check_online_config(o) -> None:
-    def bad(field, value, why):
-        raise ConfigError(f"Invalid setting config.online.{field}={value!r}: {why}.")
-    if int(o.num_actors) < 0 or (int(o.num_actors) == 0 and not o.allow_remote):
-        bad("num_actors", o.num_actors, "at least 1 local actor is needed unless online.allow_remote=True "
-            "lets actors on other machines feed the replay")
-    for field in ("envs_per_actor", "num_candidates", "sampler_workers", "prefetch_batches", "total_env_steps",
-                  "min_replay_size", "online_batch_size", "offline_batch_size", "publish_interval",
-                  "weight_sync_interval", "eval_interval", "eval_episodes", "log_interval"):
-        if int(o[field]) < 1:
-            bad(field, o[field], "must be at least 1")
-    if o.get("actor_mu_dtype", "float32") not in ("float32", "bfloat16"):
-        bad("actor_mu_dtype", o.actor_mu_dtype, "choose 'float32' or 'bfloat16'")
-    if o.exploration not in ("implicit", "argmax"):
-        bad("exploration", o.exploration, "choose 'implicit' or 'argmax'")
-    if o.eval_mode not in ("implicit", "argmax"):
-        bad("eval_mode", o.eval_mode, "choose 'implicit' or 'argmax'")
-    if o.updates_per_env_step <= 0:
-        bad("updates_per_env_step", o.updates_per_env_step, "must be positive")
-    if o.mu_lr_schedule not in ("continue", "constant"):
-        bad("mu_lr_schedule", o.mu_lr_schedule, "choose 'continue' (μ's cosine schedule goes on, IDQL's reference) "
-            "or 'constant' (online.mu_lr throughout)")
-    if o.mu_lr_horizon < 1.0:
-        bad("mu_lr_horizon", o.mu_lr_horizon, "the horizon is a multiple of the pretraining μ steps, at least 1")
-    if o.mu_lr < 0:
-        bad("mu_lr", o.mu_lr, "must be non-negative")
-    if float(o.get("ray_actor_cpus", 1.0)) < 0:
-        bad("ray_actor_cpus", o.ray_actor_cpus, "must be at least 0 (0: Ray places actors without reserving CPUs)")
-    for field in ("actor_restart_limit", "evaluator_restart_limit", "learner_restart_limit"):
-        if int(o.get(field, 0)) < 0:
-            bad(field, o[field], "must be at least 0")
-    if o.min_replay_size > o.replay_max_size:
-        bad("min_replay_size", o.min_replay_size, "larger than replay_max_size: learning would never start")
 
 
 def draw_curve(evaluations: list[dict], path: Path, title: str) -> None:
@@ -123,8 +88,7 @@ def run(cfg, pretrained: str | None, resume: bool, launcher: str = "local", ray_
     from replay.sampler import table_stats
     from replay.writer import connect_with_retry
 
-    check_config(cfg)
-    check_online_config(cfg.online)
+    check_config(cfg)          # online.* included
     o = cfg.online
     if launcher == "ray" and ray_address:
         from launch.ray_roles import check_cluster_address

@@ -17,12 +17,9 @@ import torch
 from torch import nn
 
 from learner.fast_path import portable_optimizer_state
-from learner.losses import multiplier_losses, value_loss
-from networks.diffusion import DiffusionBehavior
-from networks.mlp import GaussianActor, MultiplierNet
-from networks.factory import acting_params, make_critic, make_policy, make_value, natural_weighting
-
-ALGORITHMS = ("aligniql", "aligniql_hard", "idql", "iql")
+from learner.losses import multiplier_losses, value_loss, value_loss_settings
+from networks.factory import (acting_params, algorithm_of, natural_weighting, make_actor, make_behavior,
+                              make_critic, make_multipliers, make_policy, make_value)
 
 
 def cosine_decay(total_steps: int):
@@ -51,6 +48,10 @@ class Learner:
     def __init__(self, cfg, obs_dim: int, act_dim: int, device: torch.device):
         self.cfg, self.device = cfg, device
         self.algorithm = cfg.algorithm
+        # its registry entry (networks/factory.py): which networks it trains and how it acts
+        self.entry = algorithm_of(cfg)
+        # the config fields V's loss reads (learner/losses.py VALUE_LOSSES), looked up once
+        self.value_settings = value_loss_settings(cfg.value_loss, cfg)
         # --- critic Q (two heads, min) with EMA target, and value V ---
         self.critic = make_critic(cfg, obs_dim, act_dim).to(device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
@@ -63,9 +64,9 @@ class Learner:
         self.optimizers = {"critic": self.critic_opt, "value": self.value_opt}
         self.schedulers: dict[str, torch.optim.lr_scheduler.LRScheduler] = {}
 
-        if self.algorithm == "iql":
+        if self.entry.policy == "gaussian":
             # --- explicit Gaussian actor trained by AWR (IQL baseline) ---
-            self.actor = GaussianActor(obs_dim, act_dim, cfg.iql.hidden).to(device)
+            self.actor = make_actor(cfg, obs_dim, act_dim).to(device)
             self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.iql.actor_lr, **fused)
             self.modules["actor"] = self.actor
             self.optimizers["actor"] = self.actor_opt
@@ -74,9 +75,7 @@ class Learner:
         else:
             # --- diffusion behaviour model μ and its EMA copy (the one that samples) ---
             d = cfg.diffusion
-            self.behavior = DiffusionBehavior(obs_dim, act_dim, num_steps=d.num_steps, width=d.width,
-                                              inner=d.inner, num_blocks=d.num_blocks, dropout=d.dropout,
-                                              time_dim=d.time_dim).to(device)
+            self.behavior = make_behavior(cfg, obs_dim, act_dim).to(device)
             self.behavior_ema = copy.deepcopy(self.behavior).requires_grad_(False).eval()
             self.behavior_opt = torch.optim.AdamW(self.behavior.parameters(), lr=d.lr, weight_decay=d.weight_decay,
                                                   **fused)
@@ -84,11 +83,10 @@ class Learner:
             self.optimizers["behavior"] = self.behavior_opt
             self.schedulers["behavior"] = torch.optim.lr_scheduler.LambdaLR(
                 self.behavior_opt, cosine_decay(cfg.num_actor_steps) if d.cosine_decay else (lambda _: 1.0))
-        if self.algorithm == "aligniql_hard":
+        if self.entry.multipliers:
             # --- Lagrange multiplier networks α(s), β(s) (AlignIQL Lemma 4.3) ---
             m = cfg.multipliers
-            self.alpha_net = MultiplierNet(obs_dim, m.hidden).to(device)
-            self.beta_net = MultiplierNet(obs_dim, m.hidden).to(device)
+            self.alpha_net, self.beta_net = (net.to(device) for net in make_multipliers(cfg, obs_dim))
             # One optimiser per multiplier, each with its own gradient clipping (as the reference).
             self.alpha_opt = torch.optim.Adam(self.alpha_net.parameters(), lr=m.lr, **fused)
             self.beta_opt = torch.optim.Adam(self.beta_net.parameters(), lr=m.lr, **fused)
@@ -102,11 +100,12 @@ class Learner:
     # Pure functions of the batch and the networks (no optimiser step, no counter), so that
     # `compile_objectives` can hand each to torch.compile and a CUDA graph can capture them.
     def value_objective(self, obs, act):
-        """Generalised IQL value loss on the *target* critic's min-Q of dataset actions (AlignIQL Eq. 1 / IDQL Eq. 6)."""
+        """Generalised IQL value loss `config.value_loss` on the *target* critic's min-Q of dataset actions
+        (AlignIQL Eq. 1 / IDQL Eq. 6)."""
         with torch.no_grad():
             q_target = self.critic_target(obs, act)
         v = self.value(obs)
-        return value_loss(self.cfg.critic_loss, q_target - v, self.cfg.tau, self.cfg.exp_alpha), v, q_target
+        return value_loss(self.cfg.value_loss, q_target - v, self.value_settings), v, q_target
 
     def critic_objective(self, obs, act, reward, next_obs, mask):
         """MSE to r + γ·mask·V(s') with the freshly updated V, no target V (AlignIQL Eq. 2); heads summed."""
@@ -204,41 +203,23 @@ class Learner:
         obs, act = batch["obs"], batch["act"]
         metrics: dict[str, torch.Tensor] = {}
         if train_actor:
-            step = self.awr_step if self.algorithm == "iql" else self.behavior_step
+            step = self.awr_step if self.entry.policy == "gaussian" else self.behavior_step
             metrics |= step(obs[:ab], act[:ab])
         if train_critic:
             metrics |= self.value_and_critic_step(obs[:cb], act[:cb], batch["reward"][:cb],
                                                   batch["next_obs"][:cb], batch["mask"][:cb])
-            if self.algorithm == "aligniql_hard":
+            if self.entry.multipliers:
                 metrics |= self.multiplier_step(obs[:cb], act[:cb])
         return metrics
 
     def advance(self, actor_steps: int = 0, critic_steps: int = 0) -> None:
         """The host side of `actor_steps` actor and `critic_steps` critic steps: schedules and counters."""
         for _ in range(actor_steps):
-            self.schedulers["actor" if self.algorithm == "iql" else "behavior"].step()
+            self.schedulers["actor" if self.entry.policy == "gaussian" else "behavior"].step()
         self.actor_steps += actor_steps
         self.critic_steps += critic_steps
 
-    # ------------------------------------------------------------------ eager updates (device step + bookkeeping)
-    def update_value_and_critic(self, obs, act, reward, next_obs, mask) -> dict[str, torch.Tensor]:
-        metrics = self.value_and_critic_step(obs, act, reward, next_obs, mask)
-        self.advance(critic_steps=1)
-        return metrics
-
-    def update_behavior(self, obs, act) -> dict[str, torch.Tensor]:
-        metrics = self.behavior_step(obs, act)
-        self.advance(actor_steps=1)
-        return metrics
-
-    def update_actor_awr(self, obs, act) -> dict[str, torch.Tensor]:
-        metrics = self.awr_step(obs, act)
-        self.advance(actor_steps=1)
-        return metrics
-
-    def update_multipliers(self, obs, act) -> dict[str, torch.Tensor]:
-        return self.multiplier_step(obs, act)
-
+    # ------------------------------------------------------------------ eager update (device step + bookkeeping)
     def update(self, batch: dict[str, torch.Tensor], train_actor: bool = True,
                train_critic: bool = True) -> dict[str, torch.Tensor]:
         """One eager learner step: `device_update`, then `advance`."""
@@ -248,8 +229,10 @@ class Learner:
 
     # ------------------------------------------------------------------ acting
     def acting_policy(self, weighting: str | None = None, mode: str = "argmax", num_candidates: int = 16):
-        """The policy an evaluator runs (EMA μ, target critic, V, multipliers), same code as actors'."""
-        return make_policy(self.cfg, self.modules, natural_weighting(self.cfg, weighting or ""), mode, num_candidates)
+        """The policy an evaluator runs (EMA μ, target critic, V, multipliers), same code as actors';
+        `weighting` None: the config's (`networks.factory.natural_weighting`)."""
+        return make_policy(self.cfg, self.modules, natural_weighting(self.cfg, weighting or ""), mode,
+                           num_candidates)
 
     def acting_params(self) -> dict:
         """Flat numpy weights of the acting networks, as published to actors."""

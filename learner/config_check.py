@@ -1,14 +1,27 @@
-"""Reject invalid settings at start, naming the field, before any work is done."""
+"""Reject invalid settings at start, naming the field, before any work is done.
+
+The one module that validates the config, `online.*` included: launch programs call `check_config`
+and nothing else. Settings that belong to a registered extension (an algorithm, a value loss, a
+weighting: networks/factory.py ALGORITHMS, learner/losses.py VALUE_LOSSES, networks/extraction.py
+WEIGHTINGS) are checked by that entry's own `check`, called from here for every entry the config
+uses, so a new entry brings its rules with it and its errors read like every other one.
+"""
 from __future__ import annotations
 
-from errors import ConfigError
-from learner.agent import ALGORITHMS
-from launch.eval_worker import BACKGROUND_SETTINGS
-from learner.fast_path import LEARNER_STEPS, MATMUL_PRECISIONS
-from networks.linear import CPU_MATMULS
-from networks.extraction import MODES, WEIGHTINGS
+import math
 
-CRITIC_LOSSES = ("expectile", "quantile", "exponential")
+from errors import ConfigError
+from learner.fast_path import LEARNER_STEPS, MATMUL_PRECISIONS
+from learner.losses import VALUE_LOSSES
+from networks.extraction import MODES, WEIGHTINGS
+from networks.factory import ALGORITHMS, RENAMED_FIELDS, renamed_field_message
+from networks.linear import CPU_MATMULS
+
+# eval.background: pretraining evaluations in a process of their own (launch/eval_worker.py):
+# "auto" = when the learner is on CUDA.
+BACKGROUND_SETTINGS = ("auto", "on", "off")
+MU_DTYPES = ("float32", "bfloat16")            # online.actor_mu_dtype (networks/policy.py AutocastSampler)
+MU_LR_SCHEDULES = ("continue", "constant")     # online.mu_lr_schedule (learner/online.py set_online_rates)
 
 
 def parse_eta_by_dataset(spec: str) -> dict[str, float]:
@@ -44,25 +57,17 @@ def check_config(c) -> None:
         raise ConfigError(f"Invalid setting config.{field}={value!r}: {why}. "
                           f"Fix it in your config file or with --config.{field}=... on the command line.")
 
+    for old in RENAMED_FIELDS:
+        if old in c:
+            raise ConfigError(renamed_field_message(old))
     resolve_eta(c)
 
-    if c.algorithm not in ALGORITHMS:
-        bad("algorithm", c.algorithm, f"unknown algorithm; choose one of {', '.join(ALGORITHMS)}")
-    if c.critic_loss not in CRITIC_LOSSES:
-        bad("critic_loss", c.critic_loss, f"choose one of {', '.join(CRITIC_LOSSES)}")
-    if not 0.0 < c.tau < 1.0:
-        bad("tau", c.tau, "τ must lie strictly between 0 and 1")
-    if c.eta == 0:
-        bad("eta", c.eta, "AlignIQL needs η ≠ 0 (η > 0: aligned policy, η < 0: AWR-like weights)")
-    if c.exp_alpha <= 0:
-        bad("exp_alpha", c.exp_alpha, "the exponential-loss temperature must be positive")
+    check_extensions(c, bad)
     if not 0.0 <= c.discount < 1.0:
         bad("discount", c.discount, "the discount must lie in [0, 1)")
     for field in ("critic_batch_size", "actor_batch_size", "log_interval", "checkpoint_interval",
                   "eval.interval", "eval.episodes", "diffusion.num_steps"):
-        value = c
-        for part in field.split("."):
-            value = value[part]
+        value = field_value(c, field)
         if int(value) < 1:
             bad(field, value, "must be at least 1")
     for field in ("num_critic_steps", "num_actor_steps"):
@@ -73,11 +78,6 @@ def check_config(c) -> None:
     for mode in c.eval.modes:
         if mode not in MODES:
             bad("eval.modes", c.eval.modes, f"each mode must be one of {', '.join(MODES)}")
-    if c.eval.weighting and c.eval.weighting not in WEIGHTINGS:
-        bad("eval.weighting", c.eval.weighting, f"choose one of {', '.join(WEIGHTINGS)} or leave it empty")
-    if c.eval.weighting == "align_hard" and c.algorithm != "aligniql_hard":
-        bad("eval.weighting", c.eval.weighting, "align_hard weights need the multiplier networks of "
-            "algorithm=aligniql_hard")
     if c.learner_step not in LEARNER_STEPS:
         bad("learner_step", c.learner_step, f"choose one of {', '.join(LEARNER_STEPS)}")
     if c.eval.background not in BACKGROUND_SETTINGS:
@@ -92,3 +92,100 @@ def check_config(c) -> None:
     parse_override(c.get("action_bounds", ""))     # "" or "low,high", finite, low < high (names the field)
     if c.wandb.mode not in ("auto", "online", "offline", "disabled"):
         bad("wandb.mode", c.wandb.mode, "choose auto, online, offline or disabled")
+    if "online" in c:
+        check_online(c.online, bad)
+
+
+def field_value(c, field: str):
+    """The value of a dotted config field ("diffusion.ema")."""
+    value = c
+    for part in field.split("."):
+        value = value[part]
+    return value
+
+
+def entry_problems(c, entry):
+    """The `Problem`s of a registry entry's settings: each a finite number (a NaN passes every
+    comparison its rule makes), then the entry's own rules."""
+    for field in entry.settings:
+        value = field_value(c, field)
+        try:
+            finite = math.isfinite(float(value))
+        except (TypeError, ValueError):
+            finite = False
+        if not finite:
+            yield field, value, "must be a finite number"
+    yield from entry.check(c)
+
+
+def check_extensions(c, bad) -> None:
+    """The algorithm, the value loss and every weighting the config names: known names, and each
+    registry entry's own rules (`check`) for the settings it reads."""
+    if c.algorithm not in ALGORITHMS:
+        bad("algorithm", c.algorithm, f"unknown algorithm; choose one of {', '.join(ALGORITHMS)}")
+    algorithm = ALGORITHMS[c.algorithm]
+    for field, value, why in entry_problems(c, algorithm):
+        bad(field, value, f"{why} (read by algorithm={c.algorithm})")
+
+    if c.value_loss not in VALUE_LOSSES:
+        bad("value_loss", c.value_loss, f"V's loss (IDQL section 4.1); choose one of {', '.join(VALUE_LOSSES)}")
+    for field, value, why in entry_problems(c, VALUE_LOSSES[c.value_loss]):
+        bad(field, value, f"{why} (read by value_loss={c.value_loss})")
+
+    # config.weighting ("" = the algorithm's own), and the evaluation's and the actors' overrides of it
+    named = {"weighting": c.get("weighting", ""), "eval.weighting": c.eval.weighting or ""}
+    if "online" in c:
+        named["online.exploration_weighting"] = c.online.exploration_weighting or ""
+    for field, name in named.items():
+        if name and name not in WEIGHTINGS:
+            bad(field, name, f"choose one of {', '.join(WEIGHTINGS)} or leave it empty (the algorithm's own)")
+    if algorithm.policy != "diffusion":
+        return          # acts with its own actor: no candidates to weigh (the names above are still typos)
+    own = named["weighting"] or algorithm.weighting
+    in_use = {"weighting": own} | {field: name for field, name in named.items() if name and field != "weighting"}
+    for field, name in in_use.items():
+        entry = WEIGHTINGS[name]
+        if entry.needs_multipliers and not algorithm.multipliers:
+            multiplied = ", ".join(a.name for a in ALGORITHMS.values() if a.multipliers)
+            bad(field, name, f"{name} weights need the multiplier networks α(s), β(s) of algorithm={multiplied}")
+        for setting, value, why in entry_problems(c, entry):
+            bad(setting, value, f"{why} (read by the {name} weighting, {field}={name!r})")
+
+
+def check_online(o, bad) -> None:
+    """The online finetuning settings (configs/finetune.py `online_defaults`)."""
+    if int(o.num_actors) < 0 or (int(o.num_actors) == 0 and not o.allow_remote):
+        bad("online.num_actors", o.num_actors, "at least 1 local actor is needed unless online.allow_remote=True "
+            "lets actors on other machines feed the replay")
+    for field in ("envs_per_actor", "num_candidates", "sampler_workers", "prefetch_batches", "total_env_steps",
+                  "min_replay_size", "replay_max_size", "online_batch_size", "offline_batch_size",
+                  "publish_interval", "weight_sync_interval", "eval_interval", "eval_episodes", "log_interval"):
+        if int(o[field]) < 1:
+            bad(f"online.{field}", o[field], "must be at least 1")
+    for field in ("mu_steps_per_update", "actor_restart_limit", "evaluator_restart_limit", "learner_restart_limit"):
+        if int(o.get(field, 0)) < 0:
+            bad(f"online.{field}", o[field], "must be at least 0")
+    if o.get("actor_mu_dtype", "float32") not in MU_DTYPES:
+        bad("online.actor_mu_dtype", o.actor_mu_dtype, f"choose {' or '.join(MU_DTYPES)}")
+    for field in ("exploration", "eval_mode"):
+        if o[field] not in MODES:
+            bad(f"online.{field}", o[field], f"choose {' or '.join(MODES)}")
+    if o.updates_per_env_step <= 0:
+        bad("online.updates_per_env_step", o.updates_per_env_step, "must be positive")
+    if o.mu_lr_schedule not in MU_LR_SCHEDULES:
+        bad("online.mu_lr_schedule", o.mu_lr_schedule, "choose 'continue' (μ's cosine schedule goes on, IDQL's "
+            "reference) or 'constant' (online.mu_lr throughout)")
+    if o.mu_lr_horizon < 1.0:
+        bad("online.mu_lr_horizon", o.mu_lr_horizon,
+            "the horizon is a multiple of the pretraining μ steps, at least 1")
+    if o.mu_lr < 0:
+        bad("online.mu_lr", o.mu_lr, "must be non-negative")
+    if float(o.get("ray_actor_cpus", 1.0)) < 0:
+        bad("online.ray_actor_cpus", o.ray_actor_cpus, "must be at least 0 (0: Ray places actors without "
+            "reserving CPUs)")
+    if float(o.get("replay_checkpoint_interval_s", 1.0)) <= 0:
+        bad("online.replay_checkpoint_interval_s", o.replay_checkpoint_interval_s, "must be positive")
+    if not 0 <= int(o.get("replay_port", 0)) <= 65535:
+        bad("online.replay_port", o.replay_port, "a TCP port (0 = pick a free one)")
+    if o.min_replay_size > o.replay_max_size:
+        bad("online.min_replay_size", o.min_replay_size, "larger than replay_max_size: learning would never start")

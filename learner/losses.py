@@ -1,11 +1,43 @@
-"""Generalised IQL value losses on u = Q(s, a) − V(s) (IDQL section 4.1).
+"""Generalised IQL value losses on u = Q(s, a) − V(s) (IDQL section 4.1), and AlignIQL-hard's dual losses.
 
-Each returns the per-sample loss; V(s) = argmin_V E_{a~μ}[f(Q − V)] (IDQL Eq. 6)
-is then the expectile, quantile or log-mean-exp of Q under the data's actions.
+Each value loss returns the per-sample loss; V(s) = argmin_V E_{a~μ}[f(Q − V)] (IDQL Eq. 6)
+is then the expectile, quantile or log-mean-exp of Q under the data's actions. They are V's loss
+(`config.value_loss`); Q always regresses on r + γV(s') (AlignIQL Eq. 2).
+
+The value losses form a registry, `VALUE_LOSSES` (name → `ValueLoss`: the function, the config
+fields it reads, their rule), so a new one is added here once (docs/extending.md) and is then
+checked at start-up and tested by tests/test_registry.py without further wiring.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping
+
 import torch
+
+from networks.extraction import Problem, check_exp_alpha, check_tau
+
+
+@dataclass(frozen=True)
+class ValueLoss:
+    """One registry entry: `per_sample(u, **settings)` the loss of each u = Q − V; `settings` the
+    top-level config fields passed to it by keyword; `check(cfg)` the `Problem`s of those fields;
+    `cite` the paper equation it implements."""
+    name: str
+    per_sample: Callable[..., torch.Tensor]
+    cite: str
+    settings: tuple[str, ...] = ()
+    check: Callable[[Any], Iterable[Problem]] = lambda cfg: ()
+
+
+VALUE_LOSSES: dict[str, ValueLoss] = {}
+
+
+def register_value_loss(entry: ValueLoss) -> ValueLoss:
+    if entry.name in VALUE_LOSSES:
+        raise ValueError(f"value loss {entry.name!r} is registered twice")
+    VALUE_LOSSES[entry.name] = entry
+    return entry
 
 
 def expectile_loss(u: torch.Tensor, tau: float) -> torch.Tensor:
@@ -46,14 +78,31 @@ def exponential_loss(u: torch.Tensor, alpha: float, max_exponent: float = 20.0) 
     return guarded_exp(x, max_exponent) - x - 1.0
 
 
-def value_loss(kind: str, u: torch.Tensor, tau: float, exp_alpha: float) -> torch.Tensor:
-    if kind == "expectile":
-        return expectile_loss(u, tau).mean()
-    if kind == "quantile":
-        return quantile_loss(u, tau).mean()
-    if kind == "exponential":
-        return exponential_loss(u, exp_alpha).mean()
-    raise ValueError(f"unknown critic loss {kind!r}")
+register_value_loss(ValueLoss("expectile", expectile_loss, "AlignIQL Eq. 1; IDQL section 4.1 (Eq. 9's loss)",
+                              settings=("tau",), check=check_tau))
+register_value_loss(ValueLoss("quantile", quantile_loss, "IDQL section 4.1, Quantiles (Eq. 10's loss)",
+                              settings=("tau",), check=check_tau))
+register_value_loss(ValueLoss("exponential", lambda u, exp_alpha: exponential_loss(u, exp_alpha),
+                              "IDQL section 4.1, Exponential (Eq. 11-12)", settings=("exp_alpha",),
+                              check=check_exp_alpha))
+
+
+def get_value_loss(name: str) -> ValueLoss:
+    try:
+        return VALUE_LOSSES[name]
+    except KeyError:
+        raise ValueError(f"unknown value loss {name!r}; expected one of {tuple(VALUE_LOSSES)}") from None
+
+
+def value_loss_settings(name: str, cfg) -> dict[str, float]:
+    """The values of the config fields the value loss `name` reads."""
+    return {field: float(cfg[field]) for field in get_value_loss(name).settings}
+
+
+def value_loss(name: str, u: torch.Tensor, settings: Mapping[str, float]) -> torch.Tensor:
+    """Mean over the batch of value loss `name` on u = Q − V (IDQL Eq. 6), `settings` from
+    `value_loss_settings`."""
+    return get_value_loss(name).per_sample(u, **settings).mean()
 
 
 def multiplier_losses(alpha_s: torch.Tensor, beta_s: torch.Tensor, q: torch.Tensor, v: torch.Tensor,

@@ -16,13 +16,15 @@ from networks.mlp import GaussianActor, MultiplierNet, TwinQ, ValueNet
 
 @dataclass(frozen=True)
 class ExtractionSpec:
-    """How to turn N candidates into one action."""
-    weighting: str = "align"       # one of extraction.WEIGHTINGS
+    """How to turn N candidates into one action.
+
+    `settings` holds the values of the config fields the weighting's registry entry names
+    (`extraction.settings_of`), so a new weighting with its own parameter needs no field here.
+    """
+    weighting: str = "align"       # a name in extraction.WEIGHTINGS
     mode: str = "argmax"           # "implicit" or "argmax"
     num_candidates: int = 16       # N
-    eta: float = 1.0               # AlignIQL η (≠ 0)
-    tau: float = 0.7               # IDQL expectile / quantile τ
-    exp_alpha: float = 1.0         # IDQL exponential α
+    settings: tuple[tuple[str, float], ...] = (("eta", 1.0),)
 
 
 class AutocastSampler:
@@ -64,8 +66,7 @@ class CandidatePolicy:
         v = self.value(obs)
         alpha_s = self.alpha_net(obs) if self.alpha_net is not None else None
         beta_s = self.beta_net(obs) if self.beta_net is not None else None
-        logw = extraction.log_weights(s.weighting, q, v, eta=s.eta, tau=s.tau, exp_alpha=s.exp_alpha,
-                                      alpha_s=alpha_s, beta_s=beta_s)
+        logw = extraction.log_weights(s.weighting, q, v, alpha_s=alpha_s, beta_s=beta_s, **dict(s.settings))
         idx = extraction.select(logw, q, s.mode, generator)
         actions = cand[torch.arange(b, device=obs.device), idx]
         eq = extraction.expected_q(logw, q, s.mode)

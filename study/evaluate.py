@@ -53,7 +53,9 @@ def load_learner(ckpt: str, config_json: str | None = None):
     from learner.checkpoint import load_checkpoint
 
     state = load_checkpoint(ckpt, map_location="cpu")
-    cfg = ml_collections.ConfigDict(json.loads(Path(config_json).read_text() if config_json else state["config"]))
+    from networks.factory import upgrade_config     # runs recorded before a field was renamed read as they ran
+    cfg = ml_collections.ConfigDict(upgrade_config(json.loads(Path(config_json).read_text() if config_json
+                                                              else state["config"])))
     meta, complete = checkpoint_meta(state, Path(ckpt), config_json, say=None)
     if complete:
         transform = RewardTransform.from_dict(meta["reward_transform"])

@@ -141,11 +141,13 @@ def rows_of(batch):
 
 def test_each_algorithm_acts_with_its_papers_weighting():
     cfg = tiny_config()
-    expected = {"aligniql": "align", "aligniql_hard": "align_hard", "iql": "greedy"}
+    expected = {"aligniql": "align", "aligniql_hard": "align_hard", "idql": "expectile", "iql": None}
     for algorithm in ("aligniql", "aligniql_hard", "idql", "iql"):
         for loss in ("expectile", "quantile", "exponential"):
-            cfg.algorithm, cfg.critic_loss = algorithm, loss
-            assert natural_weighting(cfg) == expected.get(algorithm, loss)   # IDQL: weights of its critic loss
+            cfg.algorithm, cfg.value_loss = algorithm, loss
+            assert natural_weighting(cfg) == expected[algorithm]   # V's loss no longer picks IDQL's weights
+    cfg.algorithm, cfg.weighting = "idql", "quantile"
+    assert natural_weighting(cfg) == "quantile"                     # config.weighting, then the override
     assert natural_weighting(cfg, "greedy") == "greedy"
 
 

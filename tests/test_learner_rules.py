@@ -52,8 +52,7 @@ def test_iql_actor_trains_online_at_its_own_rate():
     set_online_rates(learner, cfg)
     assert learner.actor_opt.param_groups[0]["lr"] == pytest.approx(cfg.iql.actor_lr)
     before = [p.detach().clone() for p in learner.actor.parameters()]
-    b = batch()
-    learner.update_actor_awr(b["obs"], b["act"])
+    learner.update(batch(), train_critic=False)
     assert any(not torch.equal(p0, p) for p0, p in zip(before, learner.actor.parameters()))
 
 
@@ -67,15 +66,15 @@ def test_mu_rate_continues_the_cosine_over_a_longer_horizon():
     assert learner.behavior_opt.param_groups[0]["lr"] == pytest.approx(lr0 * 0.5 * (1 + math.cos(0.75 * math.pi)))
     b = batch()
     for _ in range(5):
-        learner.update_behavior(b["obs"], b["act"])
+        learner.update(b, train_critic=False)
     assert learner.behavior_opt.param_groups[0]["lr"] == pytest.approx(lr0 * 0.5 * (1 + math.cos(math.pi * 35 / 40)))
     for _ in range(10):
-        learner.update_behavior(b["obs"], b["act"])
+        learner.update(b, train_critic=False)
     assert learner.behavior_opt.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
     # the former behaviour stays available as a setting
     cfg.online.mu_lr_schedule, cfg.online.mu_lr = "constant", 1e-4
     set_online_rates(learner, cfg)
-    learner.update_behavior(b["obs"], b["act"])
+    learner.update(b, train_critic=False)
     assert learner.behavior_opt.param_groups[0]["lr"] == pytest.approx(1e-4)
 
 
@@ -121,7 +120,7 @@ def test_multiplier_gradients_are_clipped_per_network():
 
     raw_alpha, raw_beta = raw_norm(learner.alpha_net, 0), raw_norm(learner.beta_net, 1)
     assert raw_beta > 10 * max(raw_alpha, 1.0)                # the case where a joint norm starves α
-    learner.update_multipliers(b["obs"], b["act"])
+    learner.multiplier_step(b["obs"], b["act"])
 
     def kept_norm(net):
         return float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in net.parameters()])))
