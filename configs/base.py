@@ -30,6 +30,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.dataset = "local/hopper/medium-v0"  # Minari dataset id, or a path to a legacy D4RL .hdf5 file
     c.env_id = ""                         # environment for an .hdf5 file that does not name one
     c.reward_scale = "auto"              # "auto": per domain as in the papers; "none": raw rewards
+    c.domain = ""                         # "" = guessed from the dataset/env ids (unknown ids: locomotion); or
+                                          #   locomotion | antmaze | pointmaze | adroit (reward recipe, scoring)
+    c.reference_scores = ""               # "" = the dataset's; "min,max": the returns scoring 0 and 100
     c.action_bounds = ""                  # "" = the environment's action bounds; "low,high" (e.g. "-2,2") for every
                                           #   dimension: needed where the env's are unbounded. The learner works in
                                           #   [-1, 1], data and actions are mapped from/to these (data/bounds.py)
@@ -79,6 +82,8 @@ def get_config() -> ml_collections.ConfigDict:
     # ---- AlignIQL-hard multipliers α(s), β(s) ----
     c.multipliers = ml_collections.ConfigDict()
     c.multipliers.hidden = (256, 256)
+    c.multipliers.layer_norm = "input"    # "input" (the AlignIQL reference: its MLP's use_layer_norm, on the
+                                          #   input once) or "input+hidden" (this project's until 2026-12-06)
     c.multipliers.lr = 3e-5
     c.multipliers.grad_clip = 1.0
 

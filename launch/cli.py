@@ -96,6 +96,48 @@ def parse_flags(argv: list[str]) -> list[str]:
     return rest
 
 
+def settings_from_flags(name: str = "config"):
+    """What the command line changed in the file of config flag `name` (launch/run_names.py Settings).
+
+    Called before anything reads or changes the config (check_config resolves η per dataset), so
+    that only the command line's own changes count."""
+    from ml_collections.config_flags import config_flags
+
+    from launch.run_names import settings_of
+
+    flag = flags.FLAGS[name]
+    config_file = config_flags.get_config_filename(flag)
+    defaults = config_flags.ConfigFileFlagParser(name=name).parse(config_file)
+    return settings_of(flag.value, config_file, defaults)
+
+
+def load_config(config_file: str, overrides: list[str], name: str = "config"):
+    """(config, Settings) as a program given `--<name>=<config_file> *overrides` would build them.
+
+    For a program that hands a config file and overrides on to another (study.lift to
+    launch.finetune): the same errors, as a ConfigError, before the other program starts."""
+    from ml_collections.config_flags import config_flags
+
+    from errors import ConfigError
+    from launch.run_names import settings_of
+
+    argv = ["load_config", f"--{name}={config_file}", *overrides]
+    values = flags.FlagValues()
+    try:
+        config_flags.DEFINE_config_file(name, None, flag_values=values, sys_argv=argv)
+        values(argv)
+        cfg = values[name].value
+        cfg.keys()                   # a missing file surfaces only when the config is first read
+        defaults = config_flags.ConfigFileFlagParser(name=name).parse(config_file)
+    except flags.Error as e:
+        raise ConfigError(f"{' '.join(str(e).split())}.") from None
+    except (AttributeError, KeyError) as e:
+        raise ConfigError(_unknown_field(e, argv, name)) from None
+    except OSError as e:
+        raise ConfigError(_missing_file(e, name)) from None
+    return cfg, settings_of(cfg, config_file, defaults)
+
+
 def run(main: Callable[[list[str]], object]) -> None:
     """absl's app.run(main), with one-line errors for bad flags and for UserFacingError."""
     def guarded(argv):

@@ -11,7 +11,9 @@ it is restarted or the run resumed, which continue its curve), then every
 `online.eval_interval` environment steps, counted as items ever inserted into
 the replay table so the x axis is the whole run's, not one actor's; and once
 more on SIGTERM / stop if newer weights arrived since the last evaluation.
-Rows go to <run_dir>/logs/evaluator.jsonl.
+Rows go to <run_dir>/logs/evaluator.jsonl. Each row's `tag` names the evaluation policy with its
+weighting (`align_eta-1/implicit_N16`, launch/run_names.py): the supervisor logs the row to wandb
+under `eval/<tag>/...`, so runs evaluated with different weightings never share a key.
 
 Every evaluation uses the same environment seeds and generator seed, so two
 weight versions are compared on the same episodes' starts (common random numbers).
@@ -92,6 +94,7 @@ def run_evaluator(cfg, meta: Mapping[str, Any], replay_address: str, seed: int, 
     from data.goals import scores_by_success
     from data.rewards import RewardTransform
     from networks.factory import build_acting_modules, make_policy, natural_weighting
+    from launch.run_names import eval_tag
     from replay import ONLINE_TABLE, WEIGHTS_TABLE
     from replay.sampler import table_stats
     from replay.weights import WeightSubscriber
@@ -115,6 +118,8 @@ def run_evaluator(cfg, meta: Mapping[str, Any], replay_address: str, seed: int, 
     weighting = natural_weighting(cfg, cfg.eval.weighting)
     policy = make_policy(cfg, modules, weighting, o.eval_mode, int(o.num_candidates))
     state = {"version": None, "evaluated": None, "subscriber": None}
+    tag = eval_tag(cfg, o.eval_mode, int(o.num_candidates), weighting)
+    log(f"evaluating {tag}: {int(o.eval_episodes)} episodes every {interval} environment steps")
 
     bounds = meta_action_bounds(meta, log)    # the policy acts in [-1, 1]; the envs map into their own units
 
@@ -144,7 +149,7 @@ def run_evaluator(cfg, meta: Mapping[str, Any], replay_address: str, seed: int, 
                # the critic's error on the actions taken: Q(s, a) − the discounted return that followed
                "q_chosen_mean": s.get("q_chosen_mean"), "mc_return_mean": s.get("mc_return_mean"),
                "q_minus_return": s.get("q_minus_return"),
-               "num_candidates": int(o.num_candidates), "weighting": weighting,
+               "num_candidates": int(o.num_candidates), "weighting": weighting, "tag": tag,
                "episodes": int(o.eval_episodes), "trigger": trigger,
                "eval_seconds": time.monotonic() - t0}
         jsonl.write(row)

@@ -19,8 +19,13 @@
    "interrupted, resumable"), stopping the children in order (actors, learner, evaluator,
    replay) so that learner and replay are checkpointed and no process is left behind; if
    the supervisor itself is killed, learner and replay order themselves (launch/orphan_stop.py);
-4. forwards every role's log lines to wandb (x axis: environment steps), draws the
-   finetuning curve to finetune_curve.png, and prints a summary.
+4. forwards every role's log lines to wandb (x axis: environment steps; the evaluator's under
+   eval/<weighting>/<mode>_N<n>/...), draws the finetuning curve to finetune_curve.png, and prints
+   a summary with one `wandb sync` command for the job's offline runs: its pretraining and its
+   online phase, two wandb runs in one group named after the job.
+
+The run directory is named as launch.pretrain's (launch/run_names.py: a hash of the settings the
+command line changes, kept in overrides.json); --run_dir names it outright (the study does).
 """
 from __future__ import annotations
 
@@ -33,20 +38,22 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")   # the supervisor reads replay counters through Reverb (TF); see replay/__init__.py
 
-from absl import app, flags
-from ml_collections import config_flags
+from absl import flags
 
 from errors import EXIT_INTERRUPTED, UserFacingError
+from launch import cli
 from launch.supervision import (Child, InsertPoll, LogForwarder, LostWork, actor_transitions, checkpoints_note,
                                 last_learner_step, learner_started, restored_figures)
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/finetune.py", "Config file (see configs/).")
+_CONFIG = cli.define_config_file("configs/finetune.py")      # a bad field or file: one line, exit 2
 _PRETRAINED = flags.DEFINE_string("pretrained", None, "Pretraining checkpoint; skips offline pretraining.")
 _RESUME = flags.DEFINE_bool("resume", False, "Continue this run (pretraining, learner and replay) where it stopped.")
 _LAUNCHER = flags.DEFINE_enum("launcher", "local", ["local", "ray"], "local: the roles are child processes of "
                               "this one; ray: Ray places them on a cluster (launch/ray_roles.py).")
 _RAY_ADDRESS = flags.DEFINE_string("ray_address", None, "With --launcher=ray: join this cluster ('auto' or "
                                    "HOST:PORT); without it a local cluster on 127.0.0.1 is started.")
+_RUN_DIR = flags.DEFINE_string("run_dir", None, "Run directory (default: <workdir>/<name>-<algorithm>-<dataset>"
+                               "[-<hash of the settings the command line changes>]-s<seed>, launch/run_names.py).")
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,18 +84,51 @@ def draw_curve(evaluations: list[dict], path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def run(cfg, pretrained: str | None, resume: bool, launcher: str = "local", ray_address: str | None = None) -> dict:
+def check_checkpoint_file(path: str, flag: str = "--pretrained") -> None:
+    """A checkpoint given by flag is a file torch.save wrote (a zip archive), checked before any work.
+
+    Why: a text file given as --pretrained reached the learner process, where torch's pickle reader
+    failed with `KeyError: 101` (the first character's code) in a start-up failure of many lines."""
+    import zipfile
+
+    p = Path(path)
+    if not p.exists():
+        raise UserFacingError(f"No pretraining checkpoint at {p} ({flag}).")
+    if p.is_dir():
+        what = f"a directory; the checkpoint of a pretraining run is {p / 'checkpoint.pt'}"
+    elif zipfile.is_zipfile(p):
+        return
+    elif p.stat().st_size == 0:
+        what = "an empty file"
+    else:
+        head = p.open("rb").read(4096)
+        try:
+            head.decode("utf-8")
+            what = "a text file"
+        except UnicodeDecodeError:
+            what = "a file of another kind"
+    raise UserFacingError(f"{flag}={p} is not a checkpoint written by launch.pretrain (a torch zip file): "
+                          f"it is {what}.")
+
+
+def run(cfg, pretrained: str | None, resume: bool, launcher: str = "local", ray_address: str | None = None,
+        run_dir: Path | None = None, settings=None) -> dict:
+    """One finetuning job in `run_dir` (default: launch/run_names.py names it from `cfg` and `settings`,
+    what the command line changed in the config file)."""
     import portpicker
 
     from data import ensure_default_dataset, load_dataset
     from data.rewards import RewardTransform, reward_transform_for
     from launch import pretrain
-    from launch.run_logger import RunLogger, format_duration
+    from launch.run_logger import RunLogger, format_duration, sync_command
+    from launch.run_names import eval_tag, extraction_weighting, weighting_label
     from learner.config_check import check_config
     from replay.sampler import table_stats
     from replay.writer import connect_with_retry
 
     check_config(cfg)          # online.* included
+    if pretrained:
+        check_checkpoint_file(pretrained)
     o = cfg.online
     if launcher == "ray" and ray_address:
         from launch.ray_roles import check_cluster_address
@@ -96,11 +136,17 @@ def run(cfg, pretrained: str | None, resume: bool, launcher: str = "local", ray_
     if launcher == "ray" and ray_address and not o.allow_remote:
         o.allow_remote = True   # actors on other nodes must reach the replay: the cluster's network is private
         print("ray: online.allow_remote=True (actors on other nodes connect to the replay port)", flush=True)
-    run_dir = pretrain.run_directory(cfg)
+    if run_dir is None:
+        from launch.run_names import resumable_directory, saved_finetune_config
+        run_dir = resumable_directory(cfg, settings, saved_finetune_config) if resume \
+            else pretrain.run_directory(cfg, settings)
+    run_dir = Path(run_dir)
     state_path = run_dir / "finetune_state.json"
     if state_path.exists() and not resume:
         raise UserFacingError(f"{run_dir} already holds a finetuning run. Continue it with --resume, or start "
                               f"a new one with another --config.seed, --config.name or --config.workdir.")
+    if settings is not None:
+        settings.write(run_dir)         # overrides.json: what the command line changed, named by the hash
     state = json.loads(state_path.read_text()) if state_path.exists() else {}
     (run_dir / "logs").mkdir(parents=True, exist_ok=True)
     t_start = time.time()
@@ -119,7 +165,7 @@ def run(cfg, pretrained: str | None, resume: bool, launcher: str = "local", ray_
             pre_dir = nested
         pre_ckpt = pre_dir / "checkpoint.pt"
         print("=== offline pretraining ===", flush=True)
-        summary = pretrain.train(pre_cfg, resume=pre_ckpt.exists(), run_dir=pre_dir)
+        summary = pretrain.train(pre_cfg, resume=pre_ckpt.exists(), run_dir=pre_dir, job=run_dir.name)
         if summary["stopped"]:
             return {"stopped": True, "run_dir": str(run_dir)}
         ckpt = pre_ckpt
@@ -149,7 +195,8 @@ def run(cfg, pretrained: str | None, resume: bool, launcher: str = "local", ray_
     # The run logger (a slow wandb import) and the signal handlers come before any child starts: a Ctrl-C
     # or SIGTERM from here on is an orderly stop, never a KeyboardInterrupt with children left running.
     logger = RunLogger(run_dir, cfg.to_dict(), cfg.wandb, run_name=run_dir.name,
-                       run_id=state.get("wandb_run_id"), step_key="env_steps")
+                       run_id=state.get("wandb_run_id"), step_key="env_steps",
+                       group=run_dir.name, job_type="finetune")     # one group with its pretraining
     state["wandb_run_id"] = logger.run_id
     state_path.write_text(json.dumps(state, indent=2))
     forwarder = LogForwarder(run_dir / "logs", logger)
@@ -264,7 +311,9 @@ def run(cfg, pretrained: str | None, resume: bool, launcher: str = "local", ray_
         child.start()
 
     print(f"=== online finetuning: {o.num_actors} actors x {o.envs_per_actor} envs, exploration "
-          f"{o.exploration}, μ {'finetuned' if o.finetune_mu else 'frozen'}, replay {address} ===", flush=True)
+          f"{o.exploration} with {weighting_label(cfg, extraction_weighting(cfg, o.exploration_weighting))}, "
+          f"evaluation {eval_tag(cfg, o.eval_mode, o.num_candidates)}, "
+          f"μ {'finetuned' if o.finetune_mu else 'frozen'}, replay {address} ===", flush=True)
     if o.allow_remote:
         print(f"  actors on other machines: python -m launch.actor --replay_address={address} "
               f"--config_json=<copy of {config_json}> --run_dir=<dir> --actor_id=<k>; copy dataset_meta.json "
@@ -398,7 +447,8 @@ def run(cfg, pretrained: str | None, resume: bool, launcher: str = "local", ray_
     interrupted = stop["signal"] is not None
     evals = forwarder.evaluations
     if evals:
-        draw_curve(evals, run_dir / "finetune_curve.png", f"{cfg.algorithm} finetuning on {dataset.name}")
+        draw_curve(evals, run_dir / "finetune_curve.png", f"{cfg.algorithm} finetuning on {dataset.name}\n"
+                   f"evaluation {eval_tag(cfg, o.eval_mode, o.num_candidates)}")
     learner_steps = forwarder.last.get("learner", {}).get("learner_step", 0)
     summary = {"run_dir": str(run_dir), "stopped": interrupted, "failure": failure,
                "env_steps": env_steps, "learner_steps": learner_steps,
@@ -427,7 +477,8 @@ def run(cfg, pretrained: str | None, resume: bool, launcher: str = "local", ray_
     print(f"\n=== {cfg.algorithm} finetuning on {dataset.name} {'(interrupted)' if interrupted else ''} ===")
     fmt = lambda v: f"{v:.1f}" if v is not None else "n/a"   # noqa: E731
     print(f"normalised score after pretraining: {fmt(summary['score_after_pretraining'])}   "
-          f"at the end: {fmt(summary['score_final'])}  ({o.eval_episodes} episodes, {o.eval_mode})")
+          f"at the end: {fmt(summary['score_final'])}  ({o.eval_episodes} episodes, "
+          f"{eval_tag(cfg, o.eval_mode, o.num_candidates)})")
     print(f"environment steps: {env_steps}   learner steps: {learner_steps}   updates per env step: "
           f"{summary['updates_per_env_step']:.2f} ({summary['updates_per_env_step_after_warmup']:.2f} after the "
           f"{o.min_replay_size}-step warm-up)   wall time: {format_duration(summary['wall_time_s'])}"
@@ -435,13 +486,18 @@ def run(cfg, pretrained: str | None, resume: bool, launcher: str = "local", ray_
           f"{learner.restarts}" + (f" (lost {summary['lost']['updates']} updates, {summary['lost']['transitions']} "
                                    f"transitions)" if losses else ""))
     print(f"curve: {run_dir / 'finetune_curve.png'}   logs: {run_dir / 'logs'}   wandb: {run_dir / 'wandb'}")
+    own_pretraining = [ckpt.parent] if run_dir in ckpt.parents else []   # not a checkpoint given by --pretrained
+    sync = sync_command([*own_pretraining, run_dir])
+    if sync:
+        print(f"upload this job's offline wandb runs (pretraining and finetuning, group {run_dir.name}): {sync}")
     return summary
 
 
 def main(argv):
     del argv
     try:
-        summary = run(_CONFIG.value, _PRETRAINED.value, _RESUME.value, _LAUNCHER.value, _RAY_ADDRESS.value)
+        summary = run(_CONFIG.value, _PRETRAINED.value, _RESUME.value, _LAUNCHER.value, _RAY_ADDRESS.value,
+                      run_dir=_RUN_DIR.value or None, settings=cli.settings_from_flags())
     except UserFacingError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
@@ -455,4 +511,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

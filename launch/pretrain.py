@@ -6,7 +6,10 @@
 
 Evaluates every `eval.interval` steps for each extraction mode and N, checkpoints
 every `checkpoint_interval` steps and on Ctrl-C / SIGTERM, logs to wandb
-(offline unless an API key is configured) and to <run dir>/metrics.jsonl.
+(offline unless an API key is configured) and to <run dir>/metrics.jsonl, under keys that
+name the weighting (`eval/align_eta-1/argmax_N16/score_mean`). The run directory is
+<workdir>/<name>-<algorithm>-<dataset>-s<seed>, with a hash of the settings the command line
+changes before -s<seed> when it changes any (kept in overrides.json): launch/run_names.py.
 """
 from __future__ import annotations
 
@@ -29,6 +32,8 @@ def define_flags():
     """Only when run as a program: launch.finetune imports this module and has flags of its own."""
     cli.define_config_file("configs/quickstart.py")
     flags.DEFINE_bool("resume", False, "Continue the run in the run directory from its last checkpoint.")
+    flags.DEFINE_string("run_dir", None, "Run directory (default: <workdir>/<name>-<algorithm>-<dataset>"
+                        "[-<hash of the settings the command line changes>]-s<seed>, launch/run_names.py).")
 
 
 def pick_device(name: str) -> torch.device:
@@ -39,10 +44,20 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def run_directory(cfg) -> Path:
-    slug = cfg.dataset.replace("/", "_").replace(".hdf5", "").replace(".h5", "")
-    slug = Path(slug).name
-    return Path(cfg.workdir) / f"{cfg.name}-{cfg.algorithm}-{slug}-s{cfg.seed}"
+def run_directory(cfg, settings=None) -> Path:
+    """<workdir>/<name>-<algorithm>-<dataset slug>[-<settings hash>]-s<seed> (launch/run_names.py)."""
+    from launch.run_names import run_directory as named
+
+    return named(cfg, settings)
+
+
+def saved_config(run_dir: Path) -> dict | None:
+    """The flat config a pretraining run in `run_dir` saved in its checkpoint, or None (no run there)."""
+    from launch.run_names import flat
+    from learner.checkpoint import load_checkpoint
+
+    path = Path(run_dir) / "checkpoint.pt"
+    return flat(json.loads(load_checkpoint(path)["config"])) if path.exists() else None
 
 
 def load_offline_data(cfg):
@@ -75,6 +90,7 @@ def evaluate_all(policy_for, cfg, dataset, env_fn, device, step: int, reward_tra
     from actor.evaluator import evaluate
     from data.goals import scores_by_success
 
+    from launch.run_names import eval_tag
     out: dict[str, float] = {}
     by_success = scores_by_success(dataset.domain)      # AntMaze: score = success rate in % (data/goals.py)
     has_ref = dataset.ref_min_score is not None and dataset.ref_max_score is not None
@@ -86,7 +102,7 @@ def evaluate_all(policy_for, cfg, dataset, env_fn, device, step: int, reward_tra
                           normalize=dataset.normalized_score if has_ref and not by_success else None,
                           reward_transform=reward_transform, discount=cfg.discount if reward_transform else None,
                           score_by_success=by_success)
-        tag = f"eval/{mode}_N{n}" if mode != "gaussian" else "eval/gaussian"
+        tag = f"eval/{eval_tag(cfg, mode, n)}"      # names the weighting: runs of two weightings never share a key
         for key, value in result.summary().items():
             out[f"{tag}/{key}"] = value
     return out
@@ -99,15 +115,17 @@ def print_eval(metrics: dict[str, float], step: int) -> None:
         score_txt = f"score {score:6.1f} ± {metrics[f'{tag}/score_std']:5.1f} | " if score is not None else ""
         success = metrics.get(f"{tag}/success_rate")
         score_txt += f"success {100 * success:5.1f} % | " if success is not None else ""
-        print(f"  [eval @ {step}] {tag.removeprefix('eval/'):>14}: {score_txt}"
+        print(f"  [eval @ {step}] {tag.removeprefix('eval/'):>24}: {score_txt}"
               f"return {metrics[f'{tag}/return_mean']:8.1f} ± {metrics[f'{tag}/return_std']:6.1f} | "
               f"alignment gap E_π[Q]−V {metrics[f'{tag}/alignment_gap']:+.3f}"
               + (f" | Q of actions taken − return after them {metrics[f'{tag}/q_minus_return']:+.1f}"
                  if f"{tag}/q_minus_return" in metrics else ""), flush=True)
 
 
-def train(cfg, resume: bool, run_dir: Path | None = None) -> dict:
-    """Pretrain into `run_dir` (default: run_directory(cfg), i.e. <workdir>/<name>-<algorithm>-<data>-s<seed>)."""
+def train(cfg, resume: bool, run_dir: Path | None = None, settings=None, job: str | None = None) -> dict:
+    """Pretrain into `run_dir` (default: run_directory(cfg, settings), i.e. <workdir>/<name>-<algorithm>-<data>
+    [-<hash of `settings`, what the command line changed>]-s<seed>). `job`: the finetuning job this
+    pretraining belongs to (its wandb group, so both phases show together)."""
     from learner.agent import Learner
     from learner.calibration import DatasetCalibration, describe
     from learner.checkpoint import (check_same_architecture, load_checkpoint, restore_rng_state, rng_state,
@@ -119,7 +137,8 @@ def train(cfg, resume: bool, run_dir: Path | None = None) -> dict:
     from networks.factory import evaluation_policies
     from learner.nonfinite import NonFiniteWatch
     from learner.offline_buffer import OfflineBuffer
-    from launch.run_logger import RunLogger, format_duration
+    from launch.run_logger import RunLogger, format_duration, sync_command
+    from launch.run_names import weighting_label
     from data.dataset import dataset_meta
 
     check_config(cfg)
@@ -128,12 +147,17 @@ def train(cfg, resume: bool, run_dir: Path | None = None) -> dict:
     device = pick_device(cfg.device)
     set_matmul_precision(cfg.matmul_precision, device)
     set_cpu_matmul(cfg.cpu_matmul)
-    run_dir = Path(run_dir) if run_dir is not None else run_directory(cfg)
+    if run_dir is None:
+        from launch.run_names import resumable_directory
+        run_dir = resumable_directory(cfg, settings, saved_config) if resume else run_directory(cfg, settings)
+    run_dir = Path(run_dir)
     ckpt_path = run_dir / "checkpoint.pt"
     if ckpt_path.exists() and not resume:
         raise UserFacingError(f"{run_dir} already holds a run. Continue it with --resume, or start a new one "
                               f"with another --config.seed, --config.name or --config.workdir.")
 
+    if settings is not None:
+        settings.write(run_dir)         # overrides.json: what the command line changed, named by the hash
     dataset, transform, env_fn = load_offline_data(cfg)
     print(f"dataset {dataset.name}: {dataset.size} transitions, obs {dataset.obs_dim}, act {dataset.act_dim}, "
           f"env {dataset.env_id}, domain {dataset.domain}; reward r <- {transform.scale:.4g}*r + {transform.shift:g}; "
@@ -152,7 +176,8 @@ def train(cfg, resume: bool, run_dir: Path | None = None) -> dict:
         step, history, run_id = state["step"], json.loads(state["eval_history"]), state["wandb_run_id"] or None
         print(f"resumed {run_dir} at step {step}", flush=True)
 
-    logger = RunLogger(run_dir, cfg.to_dict(), cfg.wandb, run_name=run_dir.name, run_id=run_id)
+    logger = RunLogger(run_dir, cfg.to_dict(), cfg.wandb, run_name=f"{job}-pretrain" if job else run_dir.name,
+                       run_id=run_id, group=job, job_type="pretrain")
 
     def checkpoint():
         save_checkpoint(ckpt_path, {"learner": learner.state_dict(), "rng": rng_state(), "step": step,
@@ -197,7 +222,8 @@ def train(cfg, resume: bool, run_dir: Path | None = None) -> dict:
 
     learner.train(True)
     t_last, step_last = time.time(), step
-    print(f"training {cfg.algorithm} for {total} steps (critic {cfg.num_critic_steps}, actor "
+    print(f"training {cfg.algorithm} (evaluated with {weighting_label(cfg)}) for {total} steps "
+          f"(critic {cfg.num_critic_steps}, actor "
           f"{cfg.num_actor_steps}) -> {run_dir}", flush=True)
     try:
         while step < total:
@@ -257,13 +283,16 @@ def train(cfg, resume: bool, run_dir: Path | None = None) -> dict:
     summary = {"step": step, "stopped": False, "run_dir": str(run_dir), "final_eval": final,
                "wandb_run_id": logger.run_id, "history": history}
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    print(f"\n=== {cfg.algorithm} on {dataset.name}: final evaluation after {step} steps "
+    print(f"\n=== {cfg.algorithm} on {dataset.name}, weighting {weighting_label(cfg)}: final evaluation after "
+          f"{step} steps "
           f"({cfg.eval.episodes} episodes each) ===")
     print_eval({k: v for k, v in final.items() if k.startswith("eval/")}, step)
     if "calibration/q_data" in final:
         print(f"  {describe(final)}")
     print(f"run directory: {run_dir} (checkpoint.pt, metrics.jsonl, summary.json, wandb/)")
     return summary
+    if job is None and sync_command([run_dir]):
+        print(f"upload the offline wandb run: {sync_command([run_dir])}")
 
 
 def main(argv):
@@ -271,7 +300,8 @@ def main(argv):
     from errors import EXIT_INTERRUPTED
 
     try:
-        summary = train(flags.FLAGS.config, flags.FLAGS.resume)
+        summary = train(flags.FLAGS.config, flags.FLAGS.resume, run_dir=flags.FLAGS.run_dir or None,
+                        settings=cli.settings_from_flags())
     except UserFacingError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

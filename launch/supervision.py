@@ -141,6 +141,8 @@ class LogForwarder:
         if role == "evaluator":
             self.evaluations.append(row)
         prefix = {"evaluator": "eval", "learner": "learner", "actor": "actor"}.get(role, role)
+        if role == "evaluator" and row.get("tag"):     # eval/<weighting>/<mode>_N<n>/...: launch/run_names.py
+            prefix = f"eval/{row['tag']}"
         metrics = {f"{prefix}/{k}": v for k, v in row.items()
                    if isinstance(v, (int, float)) and k not in ("time", "env_steps", "actor_id")}
         if metrics and self.logger is not None:

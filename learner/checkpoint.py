@@ -103,7 +103,7 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
 # Settings that change the shape of a network: a checkpoint loads only into a learner built with the same.
 ARCHITECTURE_FIELDS = ("algorithm", "critic_hidden", "critic_layer_norm", "value_layer_norm",
                        "diffusion.num_steps", "diffusion.width", "diffusion.inner", "diffusion.num_blocks",
-                       "diffusion.time_dim", "multipliers.hidden", "iql.hidden")
+                       "diffusion.time_dim", "multipliers.hidden", "multipliers.layer_norm", "iql.hidden")
 
 
 def _architecture(config: dict) -> dict:
@@ -120,6 +120,8 @@ def _architecture(config: dict) -> dict:
     # the forms a setting took in older configs (networks/factory.py reads them the same way)
     out["value_layer_norm"] = value_layer_norm_placement(out["value_layer_norm"] or False)
     out["critic_layer_norm"] = bool(out["critic_layer_norm"])
+    if out["multipliers.hidden"] is not None and out["multipliers.layer_norm"] is None:
+        out["multipliers.layer_norm"] = "input+hidden"
     return out
 
 

@@ -16,6 +16,7 @@ from learner.losses import VALUE_LOSSES
 from networks.extraction import MODES, WEIGHTINGS
 from networks.factory import ALGORITHMS, RENAMED_FIELDS, renamed_field_message
 from networks.linear import CPU_MATMULS
+from networks.mlp import MULTIPLIER_LAYER_NORMS, VALUE_LAYER_NORMS, value_layer_norm_placement
 
 # eval.background: pretraining evaluations in a process of their own (launch/eval_worker.py):
 # "auto" = when the learner is on CUDA.
@@ -86,8 +87,15 @@ def check_config(c) -> None:
         bad("cpu_matmul", c.cpu_matmul, f"choose {' or '.join(CPU_MATMULS)}")
     if c.matmul_precision not in MATMUL_PRECISIONS:
         bad("matmul_precision", c.matmul_precision, f"choose {', '.join(MATMUL_PRECISIONS)}")
+    if value_layer_norm_placement(c.value_layer_norm) not in VALUE_LAYER_NORMS:
+        bad("value_layer_norm", c.value_layer_norm, f"where V's LayerNorm goes: choose {', '.join(VALUE_LAYER_NORMS)}")
+    if c.multipliers.get("layer_norm", "input") not in MULTIPLIER_LAYER_NORMS:
+        bad("multipliers.layer_norm", c.multipliers.layer_norm,
+            f"where α's and β's LayerNorms go: choose {' or '.join(MULTIPLIER_LAYER_NORMS)}")
     if c.reward_scale not in ("auto", "none"):
         bad("reward_scale", c.reward_scale, "choose 'auto' or 'none'")
+    from data.rewards import check_overrides
+    check_overrides(c)     # config.domain: "" or a known domain; config.reference_scores: "" or "min,max"
     from data.bounds import parse_override
     parse_override(c.get("action_bounds", ""))     # "" or "low,high", finite, low < high (names the field)
     if c.wandb.mode not in ("auto", "online", "offline", "disabled"):

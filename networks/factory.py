@@ -184,8 +184,11 @@ def make_actor(cfg, obs_dim: int, act_dim: int) -> GaussianActor:
 
 
 def make_multipliers(cfg, obs_dim: int) -> tuple[MultiplierNet, MultiplierNet]:
-    """AlignIQL-hard's α(s), β(s) (Lemma 4.3), as configured."""
-    return MultiplierNet(obs_dim, cfg.multipliers.hidden), MultiplierNet(obs_dim, cfg.multipliers.hidden)
+    """AlignIQL-hard's α(s), β(s) (Lemma 4.3), as configured. A config written before
+    `multipliers.layer_norm` existed built them with hidden LayerNorms too (networks/mlp.py)."""
+    m = cfg.multipliers
+    placement = m.get("layer_norm", "input+hidden")
+    return MultiplierNet(obs_dim, m.hidden, placement), MultiplierNet(obs_dim, m.hidden, placement)
 
 
 def build_acting_modules(cfg, obs_dim: int, act_dim: int, device="cpu") -> dict[str, nn.Module]:

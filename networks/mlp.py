@@ -135,18 +135,28 @@ class ValueNet(nn.Module):
         return self.net(obs).squeeze(-1)
 
 
+# Where a multiplier network's LayerNorm goes (config.multipliers.layer_norm):
+#   "input"         once, on the observation: the AlignIQL reference's α and β are its MLP with
+#                   `use_layer_norm=True`, which normalises the input only (jaxrl5/networks/mlp.py).
+#   "input+hidden"  on the input and after each hidden layer: this project's networks until 2026-12-06
+#                   (their docstring said wrongly that the reference had hidden LayerNorms); configs
+#                   written before the setting existed built this.
+MULTIPLIER_LAYER_NORMS = ("input", "input+hidden")
+
+
 class MultiplierNet(nn.Module):
     """A Lagrange multiplier α(s) or β(s) of AlignIQL-hard (Lemma 4.3).
 
-    The input LayerNorm keeps the scale of the exponent exp(-α-βQ-1) under
-    control when observation scales differ by orders of magnitude; the hidden
-    layers carry LayerNorm as in the AlignIQL reference's multiplier networks.
+    The input LayerNorm keeps the scale of the exponent exp(-α-βQ-1) under control when observation
+    scales differ by orders of magnitude; see MULTIPLIER_LAYER_NORMS for the hidden ones.
     """
 
-    def __init__(self, obs_dim: int, hidden: Sequence[int] = (256, 256)):
+    def __init__(self, obs_dim: int, hidden: Sequence[int] = (256, 256), layer_norm: str = "input"):
         super().__init__()
+        if layer_norm not in MULTIPLIER_LAYER_NORMS:
+            raise ValueError(f"unknown LayerNorm placement {layer_norm!r}; expected one of {MULTIPLIER_LAYER_NORMS}")
         self.norm = nn.LayerNorm(obs_dim)
-        self.net = mlp(obs_dim, hidden, 1, layer_norm=True)
+        self.net = mlp(obs_dim, hidden, 1, layer_norm=layer_norm == "input+hidden")
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.net(self.norm(obs)).squeeze(-1)

@@ -38,6 +38,15 @@ def _band(ax, xs: dict, label: str, colour: str, dashed: bool = False):
     ax.fill_between(x, m - s, m + s, color=colour, alpha=0.15)
 
 
+def weighting_note(tag: str | None) -> str:
+    """' [align_eta-1]': the weighting a run's evaluation keys name (launch/run_names.py), for a legend
+    label; '' for runs logged before keys named it (their method's label says it) and for IQL."""
+    from launch.run_names import parse_eval_tag
+
+    parsed = parse_eval_tag(f"eval/{tag}") if tag else None
+    return f" [{parsed.weighting}]" if parsed is not None and parsed.weighting else ""
+
+
 def offline_figure(records: dict, dataset: str, methods: list[str], behaviour: dict, path: Path) -> Path | None:
     """Left: the argmax extraction (the papers' evaluation, the tables' ranking); right: implicit."""
     plt = _plt()
@@ -60,7 +69,7 @@ def offline_figure(records: dict, dataset: str, methods: list[str], behaviour: d
             for r in recs:
                 for step, score, ret, _gap in r[curve_key]:
                     xs.setdefault(step, []).append(score if use_score else ret)
-            label = budgets.METHODS[method][0]
+            label = budgets.METHODS[method][0] + weighting_note(recs[0].get("tag"))
             if method == "idql" and curve_key == "curve_implicit":
                 label = "IDQL (eval.weighting=greedy: the argmax policy again)"
             _band(ax, xs, label, COLOURS.get(method, None), dashed=(method == "idql"))
@@ -114,7 +123,9 @@ def online_figure(records: dict, dataset: str, recipe: str, methods: list[str], 
             for x, row in per_bin.items():
                 xs.setdefault(x, []).append(row["score_mean"] if row.get("score_mean") is not None
                                             else row["return_mean"])
-        _band(ax, xs, budgets.METHODS[method][0], COLOURS.get(method, None), dashed=(method == "idql"))
+        tag = next((row.get("tag") for r in recs for row in r["evals"] if row.get("tag")), None)
+        _band(ax, xs, budgets.METHODS[method][0] + weighting_note(tag), COLOURS.get(method, None),
+              dashed=(method == "idql"))
         any_line = True
         fin = [r for r in recs if r["final"]]
         if fin and final_x:

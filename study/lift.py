@@ -23,8 +23,9 @@ import sys
 import time
 from pathlib import Path
 
-from absl import app, flags
+from absl import flags
 
+from launch import cli
 from study.evaluate import evaluate_checkpoint
 from study.paths import repo_relative
 from study.stats import paired_difference_ci
@@ -34,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_dir_of(runs_dir: Path, seed: int) -> Path | None:
-    """The finetuning run directory of `seed` (named by launch.pretrain.run_directory)."""
+    """A finetuning run directory of `seed` under `runs_dir`, whatever its settings (another lift's runs)."""
     found = sorted(p for p in runs_dir.glob(f"*-s{seed}") if (p / "config.json").exists() or
                    (p / "pretrain").exists())
     return found[0] if found else None
@@ -47,13 +48,24 @@ def pretrained_checkpoint(run_dir: Path) -> Path:
     return Path(given) if given else run_dir / "pretrain" / "checkpoint.pt"
 
 
+def planned_run_dir(seed: int, runs_dir: Path, config: str, overrides: list[str]) -> Path:
+    """The directory launch.finetune gives these flags (launch/run_names.py), found before it starts: the
+    same config file, overrides and naming function. A bad config file or field ends here, in one line."""
+    from launch.run_names import resumable_directory, saved_finetune_config
+
+    cfg, settings = cli.load_config(config, overrides)
+    return resumable_directory(cfg, settings, saved_finetune_config)
+
+
 def finetune(seed: int, runs_dir: Path, config: str, extra: list[str], pretrained_from: Path | None = None) -> Path:
-    existing = run_dir_of(runs_dir, seed)
+    overrides = [f"--config.seed={seed}", f"--config.workdir={runs_dir}", "--config.wandb.mode=disabled", *extra]
+    planned = planned_run_dir(seed, runs_dir, config, overrides)
+    runs_dir.mkdir(parents=True, exist_ok=True)          # after the config's check: a typo leaves no folder
+    existing = planned if (planned / "config.json").exists() or (planned / "pretrain").exists() else None
     if existing is not None and (existing / "summary.json").exists():
         print(f"seed {seed}: finished run in {existing}", flush=True)
         return existing
-    args = [sys.executable, "-m", "launch.finetune", f"--config={config}", f"--config.seed={seed}",
-            f"--config.workdir={runs_dir}", "--config.wandb.mode=disabled", *extra]
+    args = [sys.executable, "-m", "launch.finetune", f"--config={config}", *overrides]
     if existing is not None:
         args.append("--resume")
     elif pretrained_from is not None:
@@ -65,8 +77,8 @@ def finetune(seed: int, runs_dir: Path, config: str, extra: list[str], pretraine
     print(f"seed {seed}: {' '.join(args[1:])}", flush=True)
     t0 = time.time()
     rc = subprocess.run(args, cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"}).returncode
-    run_dir = run_dir_of(runs_dir, seed)
-    if rc != 0 or run_dir is None or not (run_dir / "summary.json").exists():
+    run_dir = planned
+    if rc != 0 or not (run_dir / "summary.json").exists():
         raise SystemExit(f"seed {seed}: launch.finetune exited with status {rc}; rerun this command to resume it.")
     print(f"seed {seed}: done in {(time.time() - t0) / 60:.1f} min", flush=True)
     return run_dir
@@ -228,7 +240,6 @@ def define_flags():
 def main(argv):
     extra = list(argv[1:])
     runs_dir = repo_relative(flags.FLAGS.runs_dir)     # records name runs from the repo root
-    runs_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     for seed in (int(s) for s in flags.FLAGS.seeds):
         run_dir = finetune(seed, runs_dir, flags.FLAGS.config, extra,
@@ -256,4 +267,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    cli.run(main)          # a bad --config file or field (here or after --): one line, exit 2

@@ -173,7 +173,9 @@ def plan(c, root: Path, wandb_mode: str = "disabled") -> tuple[list[Run], list[R
             for method in c.methods:
                 overrides = pretrain_overrides(c, method, dataset, seed, root / "pretrain", wandb_mode)
                 run_dir = root / "pretrain" / f"{method}-{overrides['algorithm']}-{slug(dataset)}-s{seed}"
-                args = ["launch.pretrain", f"--config={c.pretrain.base_config}", *as_flags(overrides)]
+                # the study names its runs itself (by method, not by a hash of its overrides: launch/run_names.py)
+                args = ["launch.pretrain", f"--config={c.pretrain.base_config}", *as_flags(overrides),
+                        f"--run_dir={run_dir}"]
                 pre_runs.append(Run("pretrain", method, dataset, seed, "", run_dir, args, logs / f"{run_dir.name}.log"))
     for seed in c.seeds:
         for dataset in c.datasets:
@@ -193,7 +195,8 @@ def plan(c, root: Path, wandb_mode: str = "disabled") -> tuple[list[Run], list[R
                     same |= {"name": name, "workdir": str(root / "finetune")}
                     same |= {f"online.{k}": v for k, v in budgets.flat(c.finetune.online).items()}
                     run_dir = root / "finetune" / f"{name}-{pre_over['algorithm']}-{slug(dataset)}-s{seed}"
-                    args = ["launch.finetune", f"--config={config_file}", f"--pretrained={ckpt}", *as_flags(same)]
+                    args = ["launch.finetune", f"--config={config_file}", f"--pretrained={ckpt}", *as_flags(same),
+                            f"--run_dir={run_dir}"]
                     ft_runs.append(Run("finetune", method, dataset, seed, recipe, run_dir, args,
                                        logs / f"{run_dir.name}.log", needs=ckpt))
     return pre_runs, ft_runs

@@ -41,14 +41,22 @@ def dataset_info(datasets: list[str], root: Path) -> dict:
     return info
 
 
+def mode_tags(history_row: dict, mode: str) -> list[str]:
+    """The row's evaluation prefixes of extraction `mode`, in the key layout of the run's time:
+    `eval/<mode>_N<n>` before keys named the weighting, `eval/<weighting>/<mode>_N<n>` since."""
+    from launch.run_names import eval_tags, parse_eval_tag
+
+    return [t for t in eval_tags({k: v for k, v in history_row.items() if k.endswith("/return_mean")})
+            if parse_eval_tag(t).mode == mode]
+
+
 def primary_tag(history_row: dict) -> str | None:
     """The evaluation the tables report: the argmax extraction (or IQL's Gaussian mean)."""
-    tags = sorted({k.rsplit("/", 1)[0] for k in history_row if k.startswith("eval/") and k.endswith("/return_mean")})
-    for prefix in ("eval/gaussian", "eval/argmax", "eval/implicit"):
-        for t in tags:
-            if t.startswith(prefix):
-                return t
-    return tags[0] if tags else None
+    for mode in ("gaussian", "argmax", "implicit"):
+        tags = mode_tags(history_row, mode)
+        if tags:
+            return tags[0]
+    return None
 
 
 def offline_records(runs: list[Run], episodes: int, num_candidates: int) -> dict:
@@ -67,8 +75,7 @@ def offline_records(runs: list[Run], episodes: int, num_candidates: int) -> dict
         curve = [(h["step"], h.get(f"{tag}/score_mean"), h[f"{tag}/return_mean"], h[f"{tag}/alignment_gap"])
                  for h in s["history"] if f"{tag}/return_mean" in h]
         last = s["history"][-1]
-        imp = next((t.rsplit("/", 1)[0] for t in sorted(last) if t.startswith("eval/implicit")
-                    and t.endswith("/return_mean")), None)
+        imp = next(iter(mode_tags(last, "implicit")), None)
         curve_imp = [(h["step"], h.get(f"{imp}/score_mean"), h[f"{imp}/return_mean"], h[f"{imp}/alignment_gap"])
                      for h in s["history"] if imp and f"{imp}/return_mean" in h]
         rec = {"seed": run.seed, "curve": curve, "curve_implicit": curve_imp, "tag": tag.removeprefix("eval/"),

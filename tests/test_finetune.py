@@ -145,7 +145,10 @@ def test_multiprocess_run_survives_a_killed_actor_and_logs_the_curve(store, tmp_
     wandb_files = [f for f in (run_dir / "wandb").glob("offline-run-*/*.wandb")]
     assert wandb_files, "no offline wandb run"
     blob = b"".join(f.read_bytes() for f in wandb_files)
-    assert b"eval/score_mean" in blob and b"env_steps" in blob
+    # keyed by the evaluation policy with its weighting (launch/run_names.py), e.g. eval/align_eta-1/implicit_N4/...
+    assert f"eval/{eval_rows[0]['tag']}/score_mean".encode() in blob and b"env_steps" in blob
+    # one command uploads both offline wandb runs of the job: its pretraining and its online phase
+    assert f"wandb sync {run_dir / 'pretrain'}/wandb/offline-run-* {run_dir}/wandb/offline-run-*" in out, out[-2000:]
     assert not processes_of(run_dir), "child processes left behind"
 
 

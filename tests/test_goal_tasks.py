@@ -26,6 +26,7 @@ from data.goals import flat_layout  # noqa: E402
 from data.minari_io import write_minari  # noqa: E402
 from data.pointmaze import EVAL_GOAL_CELL, eval_env_spec, make_pointmaze_dataset  # noqa: E402
 from data.rewards import reward_transform_for  # noqa: E402
+from launch.run_names import eval_tag  # noqa: E402
 
 UMAZE = "local/pointmaze/umaze-v0"          # configs/pointmaze.py's dataset id
 MAZE_LAYOUT = [("achieved_goal", 0, 2), ("desired_goal", 2, 4), ("observation", 4, 8)]
@@ -214,8 +215,9 @@ def test_pointmaze_config_pretrains_and_reports_success(in_store, tmp_path):
     c.eval.max_episode_steps = 20
     c.wandb.mode = "disabled"
     final = train(c, resume=False)["final_eval"]
-    assert 0.0 <= final["eval/argmax_N2/success_rate"] <= 1.0
-    assert "eval/argmax_N2/score_mean" in final
+    tag = f"eval/{eval_tag(c, 'argmax', 2)}"     # names the weighting (launch/run_names.py)
+    assert 0.0 <= final[f"{tag}/success_rate"] <= 1.0
+    assert f"{tag}/score_mean" in final
 
 
 # ---------------------------------------------------------------- AntMaze and Adroit from their stored specs
@@ -313,6 +315,7 @@ def test_paper_configs_pretrain_on_their_datasets_envs(config, minari_datasets_p
     c.wandb.mode = "disabled"
     c.num_threads = 1
     final = train(c, resume=False)["final_eval"]
-    assert "eval/argmax_N2/success_rate" in final
+    tag = f"eval/{eval_tag(c, 'argmax', 2)}"     # names the weighting (launch/run_names.py)
+    assert f"{tag}/success_rate" in final
     if config == "antmaze":
-        assert final["eval/argmax_N2/score_mean"] == 100.0 * final["eval/argmax_N2/success_rate"]
+        assert final[f"{tag}/score_mean"] == 100.0 * final[f"{tag}/success_rate"]

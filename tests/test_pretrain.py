@@ -74,12 +74,13 @@ def test_cli_pretrains_evaluates_checkpoints_and_logs_offline_wandb(store, tmp_p
     summary = json.loads((run_dir / "summary.json").read_text())
     for mode in ("argmax", "implicit"):
         final = summary["final_eval"]
-        assert f"eval/{mode}_N4/score_mean" in final and f"eval/{mode}_N4/alignment_gap" in final
+        # keys name the weighting (launch/run_names.py): quickstart's AlignIQL η = −1
+        assert f"eval/align_eta-1/{mode}_N4/score_mean" in final and f"eval/align_eta-1/{mode}_N4/alignment_gap" in final
     offline_runs = list((run_dir / "wandb").glob("offline-run-*"))
     assert offline_runs, "wandb should have written an offline run"
     assert ckpt["wandb_run_id"] and ckpt["wandb_run_id"] in offline_runs[0].name
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert any("train/loss/critic" in r for r in rows) and any("eval/argmax_N4/return_mean" in r for r in rows)
+    assert any("train/loss/critic" in r for r in rows) and any("eval/align_eta-1/argmax_N4/return_mean" in r for r in rows)
 
 
 def test_resume_equals_uninterrupted_run(store, tmp_path, monkeypatch):

@@ -165,7 +165,8 @@ def test_a_two_node_cluster_runs_the_job_like_a_local_run_and_ray_restarts_kille
         names = {p.name for p in (run_dir / "logs").iterdir()}
         assert {"learner.jsonl", "evaluator.jsonl", "actor_0.jsonl", "actor_1.jsonl", "learner.out"} <= names
         blob = b"".join(f.read_bytes() for f in (run_dir / "wandb").glob("offline-run-*/*.wandb"))
-        assert b"eval/score_mean" in blob and b"actor/episode_return" in blob   # shipped rows reached wandb
+        tag = json.loads((run_dir / "logs" / "evaluator.jsonl").read_text().splitlines()[0])["tag"]
+        assert f"eval/{tag}/score_mean".encode() in blob and b"actor/episode_return" in blob   # shipped rows reached wandb
         for k in (0, 1):     # shipped back through Ray: the actors never wrote into run_dir themselves
             rows = (run_dir / "logs" / f"actor_{k}.jsonl").read_text().splitlines()
             assert rows and '"event": "stopped"' in rows[-1]

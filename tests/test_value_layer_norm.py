@@ -4,6 +4,7 @@ The references (IDQL's and AlignIQL's jaxrl5 MLP, `use_layer_norm=True` for V) n
 this project put a LayerNorm after every hidden layer until 2026-12-06 and said it followed them.
 """
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -70,3 +71,36 @@ def test_a_checkpoint_of_another_placement_is_refused_naming_the_setting(tmp_pat
     del old["value_layer_norm"]
     cfg.value_layer_norm = "none"
     check_same_architecture(tmp_path / "checkpoint.pt", json.dumps(old), cfg, "To continue it, add")
+
+
+def test_the_multipliers_normalise_their_input_once_as_the_alignIQL_reference_does():
+    from networks.factory import make_multipliers
+
+    cfg = quickstart.get_config()
+    cfg.algorithm = "aligniql_hard"
+    assert cfg.multipliers.layer_norm == "input"
+    alpha, _ = make_multipliers(cfg, OBS)
+    assert not any(isinstance(m, torch.nn.LayerNorm) for m in alpha.net)
+    cfg.multipliers.layer_norm = "input+hidden"
+    alpha, _ = make_multipliers(cfg, OBS)
+    assert sum(isinstance(m, torch.nn.LayerNorm) for m in alpha.net) == 2
+    # a config from before the setting existed built the hidden LayerNorms, and loads as such
+    saved = json.loads(cfg.to_json())
+    del saved["multipliers"]["layer_norm"]
+    cfg.multipliers.layer_norm = "input"
+    with pytest.raises(UserFacingError, match="--config.multipliers.layer_norm=input\\+hidden"):
+        check_same_architecture(Path("checkpoint.pt"), json.dumps(saved), cfg, "To continue it, add")
+
+
+
+
+@pytest.mark.parametrize("field, value", [("value_layer_norm", "output"), ("multipliers.layer_norm", "hidden")])
+def test_unknown_placements_are_refused_naming_the_field(field, value):
+    from errors import ConfigError
+    from learner.config_check import check_config
+
+    cfg = quickstart.get_config()
+    parent, _, leaf = field.rpartition(".")
+    (cfg[parent] if parent else cfg)[leaf] = value
+    with pytest.raises(ConfigError, match=f"config.{field}="):
+        check_config(cfg)
