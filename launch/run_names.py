@@ -139,9 +139,8 @@ def saved_finetune_config(run_dir: Path) -> dict | None:
 
 # ---- evaluation keys ----
 
-# the config field each weighting reads, and its name in a label (networks/extraction.py log_weights)
-WEIGHTING_PARAMETER = {"align": ("eta", "eta"), "expectile": ("tau", "tau"), "quantile": ("tau", "tau"),
-                       "exponential": ("exp_alpha", "alpha")}
+# how a config field a weighting reads is written in a label (the field's own name otherwise)
+PARAMETER_LABELS = {"exp_alpha": "alpha"}
 
 
 def _number(x) -> str:
@@ -159,15 +158,14 @@ def extraction_weighting(cfg, override: str | None = None) -> str | None:
 
 def weighting_label(cfg, weighting: str | None = None) -> str:
     """'align_eta-1', 'expectile_tau0p7', 'exponential_alpha1', 'align_hard', 'greedy': the weighting with
-    the values of the config fields it reads (networks/extraction.py); IQL, which weighs no candidates,
-    'gaussian' (its policy's name)."""
+    the values of the config fields it reads (networks/extraction.py WEIGHTINGS, so a weighting added
+    there is named with its own settings); IQL, which weighs no candidates, 'gaussian' (its policy)."""
+    from networks.extraction import settings_of
+
     weighting = weighting or extraction_weighting(cfg)
     if cfg.algorithm == "iql" or weighting is None:
         return "gaussian"
-    if weighting in WEIGHTING_PARAMETER:
-        field, short = WEIGHTING_PARAMETER[weighting]
-        return f"{weighting}_{short}{_number(cfg[field])}"
-    return weighting
+    return weighting + "".join(f"_{PARAMETER_LABELS.get(f, f)}{_number(v)}" for f, v in settings_of(weighting, cfg))
 
 
 def eval_tag(cfg, mode: str, num_candidates: int, weighting: str | None = None) -> str:
