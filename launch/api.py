@@ -116,6 +116,21 @@ def resolve_config(config: ConfigLike, default_file: str, overrides: Mapping[str
     return apply_overrides(cfg, overrides)
 
 
+def changed_settings(cfg, config: ConfigLike, default_file: str):
+    """What this call changed from its config file's defaults, which names the run directory as the
+    command line's overrides do (launch/run_names.py): a sweep from Python never shares a directory.
+    A ConfigDict comes from no file the API knows; it is compared with configs/base.py."""
+    from launch.run_names import settings_of
+
+    if isinstance(config, (str, os.PathLike)):
+        base_file = str(config)
+    elif config is None or isinstance(config, Mapping):
+        base_file = default_file
+    else:
+        base_file = "configs/base.py"
+    return settings_of(cfg, base_file, load_config_file(base_file))
+
+
 # --------------------------------------------------------------------------- training
 def pretrain(config: ConfigLike = None, *, overrides: Mapping[str, Any] | None = None, resume: bool = False,
              run_dir: str | os.PathLike | None = None) -> Path:
@@ -127,7 +142,8 @@ def pretrain(config: ConfigLike = None, *, overrides: Mapping[str, Any] | None =
     from launch import pretrain as program
 
     cfg = resolve_config(config, PRETRAIN_CONFIG, overrides)
-    summary = program.train(cfg, resume, Path(run_dir) if run_dir is not None else None)
+    summary = program.train(cfg, resume, Path(run_dir) if run_dir is not None else None,
+                            settings=changed_settings(cfg, config, PRETRAIN_CONFIG))
     return Path(summary["run_dir"])
 
 
@@ -152,7 +168,8 @@ def finetune(config: ConfigLike = None, pretrained: str | os.PathLike | None = N
         ckpt = Path(pretrained)
         ckpt = (ckpt / "checkpoint.pt" if ckpt.is_dir() else ckpt).resolve()
     try:
-        summary = program.run(cfg, str(ckpt) if ckpt else None, resume, launcher, ray_address)
+        summary = program.run(cfg, str(ckpt) if ckpt else None, resume, launcher, ray_address,
+                              settings=changed_settings(cfg, config, FINETUNE_CONFIG))
     finally:
         if launcher == "ray":
             from launch.ray_roles import stop_ray

@@ -88,3 +88,19 @@ def test_package_metadata_names_every_role_folder():
     # setuptools reads requirements.txt line by line: an option line (-r, --index-url) would break it
     lines = [ln.strip() for ln in (REPO / "requirements.txt").read_text().splitlines()]
     assert not [ln for ln in lines if ln.startswith("-")]
+
+
+def test_runs_started_from_python_are_named_by_the_settings_they_change(tmp_path):
+    """A sweep from Python (η = ±1) must not share a run directory, as on the command line."""
+    from launch.api import changed_settings, resolve_config
+    from launch.run_names import run_directory
+
+    def directory(config):
+        cfg = resolve_config(config, "configs/quickstart.py")
+        return run_directory(cfg, changed_settings(cfg, config, "configs/quickstart.py"))
+
+    plain, again = directory(None), directory({"seed": 0})
+    up, down = directory({"eta": 1.0}), directory({"eta": -1.0, "tau": 0.9})
+    assert plain == again and plain.name.endswith("-s0") and plain.name.count("-") == again.name.count("-")
+    assert len({plain, up, down}) == 3
+    assert directory({"eta": 1.0}) == up                       # the same settings find the same run
