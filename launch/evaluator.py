@@ -59,10 +59,11 @@ def score_normalizer(meta: Mapping[str, Any]):
 
 
 def meta_domain(meta: Mapping[str, Any]) -> str:
-    """The dataset's domain from dataset_meta.json (its env id and dataset name, as the loader infers it)."""
+    """The dataset's domain from dataset_meta.json: as recorded (config.domain applied), else inferred
+    from its env id and dataset name as the loader does (runs made before the domain was recorded)."""
     from data.dataset import infer_domain
 
-    return infer_domain(meta.get("env_id"), meta.get("dataset"))
+    return meta.get("domain") or infer_domain(meta.get("env_id"), meta.get("dataset"))
 
 
 def last_row(path: Path) -> Optional[dict]:
@@ -93,8 +94,8 @@ def run_evaluator(cfg, meta: Mapping[str, Any], replay_address: str, seed: int, 
     from actor.evaluator import evaluate
     from data.goals import scores_by_success
     from data.rewards import RewardTransform
-    from networks.factory import build_acting_modules, make_policy, natural_weighting
     from launch.run_names import eval_tag
+    from networks.factory import build_acting_modules, make_policy, natural_weighting
     from replay import ONLINE_TABLE, WEIGHTS_TABLE
     from replay.sampler import table_stats
     from replay.weights import WeightSubscriber
@@ -117,9 +118,9 @@ def run_evaluator(cfg, meta: Mapping[str, Any], replay_address: str, seed: int, 
     modules = build_acting_modules(cfg, int(meta["obs_dim"]), int(meta["act_dim"]), device)
     weighting = natural_weighting(cfg, cfg.eval.weighting)
     policy = make_policy(cfg, modules, weighting, o.eval_mode, int(o.num_candidates))
-    state = {"version": None, "evaluated": None, "subscriber": None}
     tag = eval_tag(cfg, o.eval_mode, int(o.num_candidates), weighting)
     log(f"evaluating {tag}: {int(o.eval_episodes)} episodes every {interval} environment steps")
+    state = {"version": None, "evaluated": None, "subscriber": None}
 
     bounds = meta_action_bounds(meta, log)    # the policy acts in [-1, 1]; the envs map into their own units
 

@@ -118,7 +118,7 @@ def run(cfg, pretrained: str | None, resume: bool, launcher: str = "local", ray_
     import portpicker
 
     from data import ensure_default_dataset, load_dataset
-    from data.rewards import RewardTransform, reward_transform_for
+    from data.rewards import apply_config
     from launch import pretrain
     from launch.run_logger import RunLogger, format_duration, sync_command
     from launch.run_names import eval_tag, extraction_weighting, weighting_label
@@ -180,7 +180,7 @@ def run(cfg, pretrained: str | None, resume: bool, launcher: str = "local", ray_
     # ---- 2. what every role needs: the config and the dataset's description ----
     ensure_default_dataset(cfg.dataset)
     dataset = load_dataset(cfg.dataset, env_id=cfg.env_id or None, action_bounds=cfg.get("action_bounds", ""))
-    transform = reward_transform_for(dataset) if cfg.reward_scale == "auto" else RewardTransform(1.0, 0.0)
+    transform = apply_config(dataset, cfg.get("domain", ""), cfg.get("reference_scores", ""), cfg.reward_scale)
     config_json = run_dir / "config.json"
     config_json.write_text(cfg.to_json(indent=2))
     from data.dataset import dataset_meta

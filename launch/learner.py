@@ -74,7 +74,7 @@ def run(cfg, replay_address: str | None, run_dir: Path, pretrained: str | None, 
     import torch
 
     from data import load_dataset
-    from data.rewards import RewardTransform, reward_transform_for
+    from data.rewards import apply_config
     from launch.pretrain import pick_device
     from learner.fast_path import set_matmul_precision
     from networks.linear import set_cpu_matmul
@@ -104,7 +104,8 @@ def run(cfg, replay_address: str | None, run_dir: Path, pretrained: str | None, 
                               "or --host_replay to run one itself.")
     finished = False
     try:
-        transform = reward_transform_for(dataset) if cfg.reward_scale == "auto" else RewardTransform(1.0, 0.0)
+        transform = apply_config(dataset, cfg.get("domain", ""), cfg.get("reference_scores", ""), cfg.reward_scale,
+                                 say=None)     # as launch.finetune applied it (which said so)
         torch.manual_seed(cfg.seed + 1)
         buffer = OfflineBuffer.from_dataset(dataset, transform, device)
         learner = Learner(cfg, dataset.obs_dim, dataset.act_dim, device)

@@ -64,7 +64,7 @@ def load_offline_data(cfg):
     """The dataset, its reward transform and its environment factory, checked against each other."""
     from actor.envs import make_env
     from data import ensure_default_dataset, load_dataset
-    from data.rewards import RewardTransform, reward_transform_for
+    from data.rewards import apply_config
 
     ensure_default_dataset(cfg.dataset)          # builds a registered local dataset on first use
     dataset = load_dataset(cfg.dataset, env_id=cfg.env_id or None,   # also checks it against its env
@@ -76,7 +76,8 @@ def load_offline_data(cfg):
     def env_fn(seed: int):
         return make_env(dataset, seed=seed)
 
-    transform = reward_transform_for(dataset) if cfg.reward_scale == "auto" else RewardTransform(1.0, 0.0)
+    # config.domain / config.reference_scores over the guesses; the console says which were given
+    transform = apply_config(dataset, cfg.get("domain", ""), cfg.get("reference_scores", ""), cfg.reward_scale)
     return dataset, transform, env_fn
 
 
@@ -89,8 +90,8 @@ def evaluate_all(policy_for, cfg, dataset, env_fn, device, step: int, reward_tra
     """
     from actor.evaluator import evaluate
     from data.goals import scores_by_success
-
     from launch.run_names import eval_tag
+
     out: dict[str, float] = {}
     by_success = scores_by_success(dataset.domain)      # AntMaze: score = success rate in % (data/goals.py)
     has_ref = dataset.ref_min_score is not None and dataset.ref_max_score is not None
@@ -155,9 +156,9 @@ def train(cfg, resume: bool, run_dir: Path | None = None, settings=None, job: st
     if ckpt_path.exists() and not resume:
         raise UserFacingError(f"{run_dir} already holds a run. Continue it with --resume, or start a new one "
                               f"with another --config.seed, --config.name or --config.workdir.")
-
     if settings is not None:
         settings.write(run_dir)         # overrides.json: what the command line changed, named by the hash
+
     dataset, transform, env_fn = load_offline_data(cfg)
     print(f"dataset {dataset.name}: {dataset.size} transitions, obs {dataset.obs_dim}, act {dataset.act_dim}, "
           f"env {dataset.env_id}, domain {dataset.domain}; reward r <- {transform.scale:.4g}*r + {transform.shift:g}; "
@@ -290,9 +291,9 @@ def train(cfg, resume: bool, run_dir: Path | None = None, settings=None, job: st
     if "calibration/q_data" in final:
         print(f"  {describe(final)}")
     print(f"run directory: {run_dir} (checkpoint.pt, metrics.jsonl, summary.json, wandb/)")
-    return summary
     if job is None and sync_command([run_dir]):
         print(f"upload the offline wandb run: {sync_command([run_dir])}")
+    return summary
 
 
 def main(argv):

@@ -1,7 +1,6 @@
 """The Python API (launch/api.py): the README's example runs as written, configs in every documented form.
 
-The example is the first ```python block under `## Python API` in README.md (until the README has
-that section: docs/_incoming/api.md, the text written for it). It runs here as a user would run it,
+The example is the first ```python block under `## Python API` in README.md. It runs here as a user would run it,
 in an empty working directory, on a small local Hopper dataset standing in for the embedded default
 (same id, so the example's own default config finds it instead of building the 100k-transition one).
 """
@@ -23,16 +22,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def python_api_example() -> str:
-    """The first python block of the README's `## Python API` section; docs/_incoming/api.md while the
-    README's section holds none yet (the text is written there and pasted into the README)."""
-    for source in (REPO / "README.md", REPO / "docs" / "_incoming" / "api.md"):
-        if not source.is_file():
-            continue
-        section = re.search(r"^## Python API\n(.*?)(?=^## |\Z)", source.read_text(), re.S | re.M)
-        block = re.search(r"```python\n(.*?)```", section.group(1), re.S) if section else None
-        if block:
-            return block.group(1)
-    pytest.fail("Neither README.md nor docs/_incoming/api.md has a ```python block under '## Python API'")
+    """The first python block of the README's `## Python API` section."""
+    section = re.search(r"^## Python API\n(.*?)(?=^## |\Z)", (REPO / "README.md").read_text(), re.S | re.M)
+    block = re.search(r"```python\n(.*?)```", section.group(1), re.S) if section else None
+    if not block:
+        pytest.fail("README.md has no ```python block under '## Python API'")
+    return block.group(1)
 
 
 def test_readme_python_api_example_runs(tmp_path_factory, tmp_path, monkeypatch):

@@ -1,8 +1,6 @@
 """An environment of one's own: datasets made with any policy, the config's overrides, the walk-through.
 
-The walk-through test runs the commands of README.md's "## Your own environment" section (or of
-docs/_incoming/own_environment.md while the README's section has no ```bash block, or when
-OWN_ENV_FROM_INCOMING=1 checks the text before it is pasted) as a user would,
+The walk-through test runs the commands of README.md's "## Your own environment" section as a user would,
 each with `TEST_BUDGET`'s small-budget flags appended (absl and ml_collections take the last value
 of a repeated flag), run directories moved under the test's tmp dir, and the Minari store in a tmp
 dir. The others check the pieces in-process on a few hundred transitions.
@@ -26,7 +24,6 @@ from errors import ConfigError, DatasetError
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## Your own environment"
-INCOMING = ROOT / "docs" / "_incoming" / "own_environment.md"
 
 TINY_LEARNER = ["--config.critic_hidden=(64,64)", "--config.diffusion.width=32", "--config.diffusion.inner=64",
                 "--config.diffusion.num_blocks=1", "--config.critic_batch_size=64", "--config.actor_batch_size=64",
@@ -57,8 +54,6 @@ def walkthrough() -> tuple[str, list[str], str]:
         return re.split(r"\n## ", text[text.index(SECTION) + len(SECTION):], maxsplit=1)[0]
 
     where, section = "README.md", section_of((ROOT / "README.md").read_text())
-    if "```bash" not in section or os.environ.get("OWN_ENV_FROM_INCOMING"):   # not pasted yet (or checking
-        where, section = str(INCOMING.relative_to(ROOT)), section_of(INCOMING.read_text())   # the text to paste)
     bash = re.search(r"```bash\n(.*?)```", section, re.S)
     python = re.search(r"```python\n(.*?)```", section, re.S)
     assert bash, f"{where}: the section '{SECTION}' has no ```bash block of commands"
