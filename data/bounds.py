@@ -119,21 +119,28 @@ class OutsideReport:
                 f"bounds are wrong, give the right ones with {OVERRIDE_FIELD}='low,high'.")
 
 
-def parse_override(text: Any) -> tuple[float, float] | None:
-    """`config.action_bounds`: "" (take the environment's) or "low,high", finite with low < high."""
+def parse_number_pair(text: Any, field: str, unreadable: str, out_of_order: str) -> tuple[float, float] | None:
+    """A "low,high" setting (`config.action_bounds`, `config.reference_scores`): None where it is empty,
+    else two finite numbers with low < high. `unreadable` / `out_of_order` end the message naming `field`."""
     if text is None or (isinstance(text, str) and not text.strip()):
         return None
     parts = [p.strip() for p in str(text).strip().strip("()[]").split(",")] if isinstance(text, str) else list(text)
     try:
         low, high = (float(p) for p in parts)
     except (TypeError, ValueError):
-        raise ConfigError(f"Invalid setting {OVERRIDE_FIELD}={text!r}: give the action bounds as 'low,high' "
-                          f"(two numbers, e.g. '-2,2', applied to every action dimension), or leave it empty to "
-                          f"take the environment's.") from None
+        raise ConfigError(f"Invalid setting {field}={text!r}: {unreadable}") from None
     if not (math.isfinite(low) and math.isfinite(high)) or not low < high:
-        raise ConfigError(f"Invalid setting {OVERRIDE_FIELD}={text!r}: the bounds must be finite numbers with "
-                          f"low < high (e.g. '-2,2'); the policy's [-1, 1] is mapped onto them.")
+        raise ConfigError(f"Invalid setting {field}={text!r}: {out_of_order}")
     return low, high
+
+
+def parse_override(text: Any) -> tuple[float, float] | None:
+    """`config.action_bounds`: "" (take the environment's) or "low,high", finite with low < high."""
+    return parse_number_pair(
+        text, OVERRIDE_FIELD,
+        "give the action bounds as 'low,high' (two numbers, e.g. '-2,2', applied to every action dimension), "
+        "or leave it empty to take the environment's.",
+        "the bounds must be finite numbers with low < high (e.g. '-2,2'); the policy's [-1, 1] is mapped onto them.")
 
 
 def resolve_action_bounds(space: Any, override: Any, act_dim: int, label: str) -> ActionBounds | None:

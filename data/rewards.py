@@ -28,7 +28,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping
 
-import math
 
 import numpy as np
 
@@ -109,21 +108,14 @@ def parse_reference_scores(text) -> tuple[float, float] | None:
     One string rather than two numbers, so that leaving it empty means "the dataset's", and so it
     reads like `config.action_bounds` ("low,high").
     """
-    if text is None or (isinstance(text, str) and not text.strip()):
-        return None
-    parts = [p.strip() for p in str(text).strip().strip("()[]").split(",")] if isinstance(text, str) else list(text)
-    try:
-        low, high = (float(p) for p in parts)
-    except (TypeError, ValueError):
-        raise ConfigError(
-            f"Invalid setting {REFERENCE_FIELD}={text!r}: give the reference returns as 'min,max' (two numbers, "
-            "e.g. '-1200,0': the return of a random policy, which scores 0, and of an expert, which scores 100), "
-            "or leave it empty to take the dataset's.") from None
-    if not (math.isfinite(low) and math.isfinite(high)) or not low < high:
-        raise ConfigError(
-            f"Invalid setting {REFERENCE_FIELD}={text!r}: the reference returns must be finite with min < max "
-            "(normalised score = 100 (R - min) / (max - min): min scores 0, max scores 100).")
-    return low, high
+    from data.bounds import parse_number_pair
+
+    return parse_number_pair(
+        text, REFERENCE_FIELD,
+        "give the reference returns as 'min,max' (two numbers, e.g. '-1200,0': the return of a random policy, "
+        "which scores 0, and of an expert, which scores 100), or leave it empty to take the dataset's.",
+        "the reference returns must be finite with min < max (normalised score = 100 (R - min) / (max - min): "
+        "min scores 0, max scores 100).")
 
 
 def check_overrides(c) -> None:

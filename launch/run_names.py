@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from configs.results import flat     # a nested config (ConfigDict or dict) as {"diffusion.width": 32, ...}
+
 # Left out of the settings hash: already in the name (name, algorithm, dataset, seed), the
 # directory itself (workdir), or not changing what is trained (logging, checkpoints, threads,
 # devices, process placement). A field ending in '.' covers its whole group.
@@ -39,17 +41,6 @@ NOT_HASHED = ("name", "algorithm", "dataset", "seed", "workdir", "wandb.", "stop
               "online.sampler_workers", "online.prefetch_batches")
 
 SETTINGS_FILE = "overrides.json"
-
-
-def flat(d, prefix: str = "") -> dict:
-    """A nested config (ConfigDict or dict) as {"diffusion.width": 32, ...}."""
-    out = {}
-    for k, v in d.items():
-        if hasattr(v, "items"):
-            out |= flat(v, f"{prefix}{k}.")
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def _plain(v):

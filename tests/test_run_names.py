@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from launch import cli
-from launch.run_names import (SETTINGS_FILE, eval_tag, eval_tags, parse_eval_tag, run_directory, settings_of,
+from launch.run_names import (SETTINGS_FILE, eval_tag, eval_tags, parse_eval_tag, run_directory,
                               weighting_label)
 from tests.conftest import make_store
 
