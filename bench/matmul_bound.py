@@ -8,8 +8,9 @@ and backward matrix products that update performs, from the config alone:
 
     forward   y  = x W            one per linear layer (nn.Linear: addmm; twin critic: one baddbmm for both heads)
     backward  dW = xᵀ dY          every layer with trainable weights
-              dX = dY Wᵀ          only where the layer's input needs a gradient (not the first layer of Q or V,
-                                  whose input is data; yes for μ's input layer, which sees the time embedding)
+              dX = dY Wᵀ          only where the layer's input needs a gradient (not the first layer of Q, or
+                                  of V without an input LayerNorm, whose input is data; yes for μ's input
+                                  layer, which sees the time embedding)
 
 over the target-critic forward (no grad), V and V(s'), both critic heads, the
 multiplier networks α(s), β(s), and μ's noise network (Fourier time features,
@@ -67,12 +68,16 @@ def linear_gemms(name: str, rows: int, dims: Sequence[int], *, grad: bool, first
 
 
 def critic_value_gemms(cfg, batch: int, obs_dim: int, act_dim: int) -> list[Gemm]:
-    """Learner.value_and_critic_step: target-Q fwd, V fwd+bwd, V(s') fwd, both Q heads fwd+bwd."""
+    """Learner.value_and_critic_step: target-Q fwd, V fwd+bwd, V(s') fwd, both Q heads fwd+bwd.
+    V's first layer needs dX where a trained LayerNorm sits before it (value_layer_norm="input")."""
+    from networks.mlp import value_layer_norm_placement
+
     heads = 2
     q_dims = [obs_dim + act_dim, *cfg.critic_hidden, 1]
     v_dims = [obs_dim, *cfg.critic_hidden, 1]
+    v_input_norm = value_layer_norm_placement(cfg.get("value_layer_norm", False)) == "input"
     return (linear_gemms("target_Q", batch, q_dims, grad=False, members=heads)
-            + linear_gemms("V", batch, v_dims, grad=True)
+            + linear_gemms("V", batch, v_dims, grad=True, first_dx=v_input_norm)
             + linear_gemms("V(s')", batch, v_dims, grad=False)
             + linear_gemms("Q", batch, q_dims, grad=True, members=heads))
 
