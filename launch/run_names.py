@@ -31,9 +31,12 @@ from typing import Callable
 from configs.results import flat     # a nested config (ConfigDict or dict) as {"diffusion.width": 32, ...}
 
 # Left out of the settings hash: already in the name (name, algorithm, dataset, seed), the
-# directory itself (workdir), or not changing what is trained (logging, checkpoints, threads,
-# devices, process placement). A field ending in '.' covers its whole group.
-NOT_HASHED = ("name", "algorithm", "dataset", "seed", "workdir", "wandb.", "stop_after_steps", "log_interval",
+# directory itself (workdir), not changing what is trained (logging, checkpoints, threads,
+# devices, process placement), or how long a finetuning run goes (online.total_env_steps: the
+# documented way to lengthen a run is `--resume` with a larger total, which must find the same
+# directory). A field ending in '.' covers its whole group.
+NOT_HASHED = ("name", "algorithm", "dataset", "seed", "workdir", "wandb.", "stop_after_steps",
+              "online.total_env_steps", "log_interval",
               "checkpoint_interval", "num_threads", "device", "cpu_matmul", "matmul_precision", "learner_step",
               "eval.background", "online.log_interval", "online.allow_remote", "online.replay_port",
               "online.ray_actor_cpus", "online.actor_restart_limit", "online.evaluator_restart_limit",

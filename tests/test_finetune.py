@@ -238,8 +238,11 @@ def test_chaos_an_actor_the_evaluator_and_the_learner_killed_at_random_times(sto
 
 
 def test_a_learner_that_fails_at_start_up_is_reported_in_its_own_words(store, tmp_path):
-    """A truncated pretraining checkpoint: the supervisor notices the learner's exit and says why at once,
-    instead of waiting a minute and blaming the network."""
+    """A checkpoint the learner cannot use: the supervisor notices the learner's exit and says why at once,
+    instead of waiting a minute and blaming the network. (A truncated file no longer gets that far: the
+    supervisor refuses a --pretrained that is not a torch zip file before it starts anything.)"""
+    import torch
+
     from launch.pretrain import train
     from tests.test_pretrain import small_config
 
@@ -249,12 +252,20 @@ def test_a_learner_that_fails_at_start_up_is_reported_in_its_own_words(store, tm
     ckpt = Path(train(cfg, resume=False)["run_dir"]) / "checkpoint.pt"
     cut = tmp_path / "cut.pt"
     cut.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
-    t0 = time.time()
     with supervisor([f"--pretrained={cut}"], store, tmp_path) as proc:
+        proc.wait(timeout=120)
+    out = (tmp_path / "supervisor.out").read_text()
+    assert proc.returncode == 2 and "cut.pt is not a checkpoint written by launch.pretrain" in out, out[-3000:]
+    assert not list(tmp_path.glob("finetune-*")), "a run directory made for a refused checkpoint"
+
+    other = tmp_path / "other_format.pt"          # a torch file, but not of this checkpoint format
+    torch.save({"format_version": 99}, other)
+    t0 = time.time()
+    with supervisor([f"--pretrained={other}"], store, tmp_path) as proc:
         proc.wait(timeout=300)
     out = (tmp_path / "supervisor.out").read_text()
     assert proc.returncode == 2, out[-3000:]
-    assert re.search(r"learner exited \(code 2\): error: Cannot read checkpoint .*cut.pt", out), out[-3000:]
+    assert re.search(r"learner exited \(code 2\): error: Checkpoint .*other_format.pt has format 99", out), out[-3000:]
     assert "Cannot reach" not in out and "firewall" not in out and "weights_only=False" not in out
     assert time.time() - t0 < 120
     run_dir = next(tmp_path.glob("finetune-*"))

@@ -44,6 +44,15 @@ def test_a_run_of_the_config_file_as_written_keeps_the_name_it_always_had(config
                      "--config.log_interval=7") == Path("/tmp/w") / f"{name}-s3"
 
 
+def test_a_finetuning_run_lengthened_on_resume_keeps_its_directory():
+    """`launch.finetune --resume --config.online.total_env_steps=<more>` continues the same run."""
+    sweep = ("--config.eta=1",)
+    assert directory("configs/finetune.py", *sweep, "--config.online.total_env_steps=123456") == \
+        directory("configs/finetune.py", *sweep)
+    assert directory("configs/finetune.py", "--config.online.total_env_steps=123456") == \
+        directory("configs/finetune.py")
+
+
 def test_an_override_equal_to_the_file_s_value_changes_nothing():
     eta = cli.load_config("configs/quickstart.py", [])[0].eta
     assert directory("configs/quickstart.py", f"--config.eta={eta}") == directory("configs/quickstart.py")
