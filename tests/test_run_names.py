@@ -93,7 +93,7 @@ def test_study_lift_plans_the_directory_launch_finetune_will_use():
         planned = planned_run_dir(seed, runs, "configs/pointmaze_finetune.py", [f"--config.seed={seed}", *common])
         assert (ROOT / planned / "summary.json").exists(), planned
     other = planned_run_dir(0, runs, "configs/pointmaze_finetune.py",
-                            ["--config.seed=0", *common, "--config.online.total_env_steps=4000"])
+                            ["--config.seed=0", *common, "--config.tau=0.8"])
     assert other.parent == runs and other.name.endswith("-s0") and not (ROOT / other).exists()
 
 
