@@ -165,21 +165,44 @@ that no longer samples must not hold the actor's shutdown much longer).
     return _log
 
 
+class StopEvent(threading.Event):
+    """A threading.Event whose `set()` may run in a signal handler.
+
+    threading.Event guards its flag with a non-reentrant lock. A handler that calls `set()` runs in the
+    main thread between two bytecodes of whatever the main thread was doing, which may be that same
+    Event's `wait()` or `set()` holding the lock: the handler then waits for a lock its own thread
+    holds, forever. It happened: an evaluator orphaned by a SIGKILLed supervisor received several
+    SIGTERMs (the parent-death signal, then the test's or a user's) and hung, with four handlers stacked
+    in Event.set (found with py-spy). A reentrant lock lets the handler's `set()` through.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._cond = threading.Condition(threading.RLock())
+
+
 class SignalStop:
     """SIGTERM / SIGINT set the stop event, so shutdown takes the normal path (flush, close, log).
 
     Installs only in the main thread (Python allows handlers nowhere else);
     tests and supervisors that run the loop in a thread use the event directly.
+    Give it a `StopEvent`: a plain threading.Event can deadlock when a signal lands while the
+    main thread is inside that event's own methods (see StopEvent). Repeated signals are ignored
+    once the event is set.
     """
 
     def __init__(self, stop_event: threading.Event):
         self.stop_event = stop_event
         self._previous: dict[int, Any] = {}
 
+    def _on_signal(self, *_) -> None:
+        if not self.stop_event.is_set():        # a lock-free read: a second signal has nothing to do
+            self.stop_event.set()
+
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
-                self._previous[sig] = signal.signal(sig, lambda *_: self.stop_event.set())
+                self._previous[sig] = signal.signal(sig, self._on_signal)
         return self
 
     def __exit__(self, *exc):
@@ -356,7 +379,7 @@ def run_actor(cfg, meta: Mapping[str, Any], replay_address: str, actor_id: int, 
     from replay.weights import WeightSubscriber
     from replay.writer import TransitionWriter, connect_with_retry
 
-    stop_event = stop_event if stop_event is not None else threading.Event()
+    stop_event = stop_event if stop_event is not None else StopEvent()
     log = log or default_log(f"actor {actor_id}")
     blocking_log = stop_aware_log(stop_event, log)
     interval = max(1, int(cfg.online.weight_sync_interval))

@@ -88,8 +88,8 @@ def run_evaluator(cfg, meta: Mapping[str, Any], replay_address: str, seed: int, 
     `key`: the run's secret; weights not tagged with it are never loaded (replay/auth.py)."""
     import torch
 
-    from actor.actor_loop import (EVAL_SEED_OFFSET, JsonlLog, StopRequested, SignalStop, default_log, env_source,
-                                  load_weights, meta_action_bounds, stop_aware_log, wait_for_first_weights)
+    from actor.actor_loop import (EVAL_SEED_OFFSET, JsonlLog, StopEvent, StopRequested, SignalStop, default_log,
+                                  env_source, load_weights, meta_action_bounds, stop_aware_log, wait_for_first_weights)
     from actor.envs import make_env
     from actor.evaluator import evaluate
     from data.goals import scores_by_success
@@ -101,7 +101,7 @@ def run_evaluator(cfg, meta: Mapping[str, Any], replay_address: str, seed: int, 
     from replay.weights import WeightSubscriber
     from replay.writer import connect_with_retry
 
-    stop_event = stop_event if stop_event is not None else threading.Event()
+    stop_event = stop_event if stop_event is not None else StopEvent()
     log = log or default_log("evaluator")
     o = cfg.online
     interval = max(1, int(o.eval_interval))
