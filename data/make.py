@@ -168,56 +168,14 @@ def rollout_episodes(
     changes size, so the computation (and the result) does not depend on when
     episodes end.
     """
-    rng = np.random.default_rng(seed_seq)
-    envs = [_make_env(env_id) for _ in range(num_envs)]
-    low, high = envs[0].action_space.low, envs[0].action_space.high
-    reset_seeds = rng.integers(0, 2**31 - 1, size=num_envs)
-    cur = []
-    for env, s in zip(envs, reset_seeds):
-        obs, _ = env.reset(seed=int(s))
-        cur.append({"obs": [obs], "act": [], "rew": [], "term": [], "trunc": []})
-    episodes: list[dict[str, np.ndarray]] = []
-    collected = steps = 0
-    t0 = last_log = time.perf_counter()
-    try:
-        while collected < num_transitions:
-            batch = np.stack([c["obs"][-1] for c in cur]).astype(np.float32)
-            action = act(batch, rng) if stochastic else act(batch)
-            action = np.asarray(action, dtype=np.float64).reshape(num_envs, -1)
-            if noise_std > 0:
-                action = action + noise_std * rng.standard_normal(action.shape)
-            action = np.clip(action, low, high).astype(np.float32)
-            for i, env in enumerate(envs):
-                obs, r, term, trunc, _ = env.step(action[i])
-                steps += 1
-                c = cur[i]
-                c["obs"].append(obs)
-                c["act"].append(action[i])
-                c["rew"].append(float(r))
-                c["term"].append(bool(term))
-                c["trunc"].append(bool(trunc))
-                if term or trunc:
-                    if collected < num_transitions:
-                        episodes.append({
-                            "observations": np.asarray(c["obs"]),
-                            "actions": np.asarray(c["act"], dtype=np.float32),
-                            "rewards": np.asarray(c["rew"], dtype=np.float64),
-                            "terminations": np.asarray(c["term"], dtype=bool),
-                            "truncations": np.asarray(c["trunc"], dtype=bool),
-                        })
-                        collected += len(c["rew"])
-                    obs, _ = env.reset()
-                    cur[i] = {"obs": [obs], "act": [], "rew": [], "term": [], "trunc": []}
-            now = time.perf_counter()
-            if log is not None and (now - last_log > 5.0 or collected >= num_transitions):
-                last_log = now
-                log(f"[{label or env_id}] {min(collected, num_transitions)}/{num_transitions} "
-                    f"transitions in {len(episodes)} complete episodes, {steps} env steps, "
-                    f"{steps / max(now - t0, 1e-9):.0f} steps/s")
-    finally:
-        for env in envs:
-            env.close()
-    return episodes
+    # The same loop as any policy's datasets (collect_episodes): for the recipes' ±1 bounds its noise
+    # (σ times the half-range) is this σ, and the datasets are byte for byte those of the loop this
+    # function had of its own.
+    def policy(batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return act(batch, rng) if stochastic else act(batch)
+
+    return collect_episodes(env_id, policy, seed_seq, transitions=num_transitions, noise=noise_std,
+                            num_envs=num_envs, log=log, label=label)
 
 
 def random_policy_return(env_id: str, seed_seq: np.random.SeedSequence, episodes: int) -> float:
