@@ -24,6 +24,12 @@ def get_config() -> ml_collections.ConfigDict:
     # AVX2-only CPU), "aten" (torch's default, MKL) or "auto" (oneDNN where the CPU has AVX-512); all
     # float32 (networks/linear.py). No effect on CUDA.
     c.cpu_matmul = "auto"
+    # Pretraining on CPU cores (learner/behavior_worker.py): "two" trains μ (the diffusion behaviour model, which
+    # learns from the data alone) in a second process while this one trains V, Q (and the multipliers), x1.6-1.7
+    # steps/s on 2 cores (docs/performance.md); "one" trains all in one process; "auto" = "two" on a CPU device with
+    # a diffusion μ, both step counts > 0, learner_step "eager" and at least 2 cores for this process, else "one".
+    # Either resumes bit for bit, but the two give different (equally valid) runs: each process draws its own batches
+    c.pretrain_processes = "auto"
     c.matmul_precision = "auto"           # "auto": TF32 ("high") on CUDA, "highest" on CPU; or highest|high|medium
 
     # ---- data ----

@@ -141,11 +141,17 @@ def train(cfg, resume: bool, run_dir: Path | None = None, settings=None, job: st
     from launch.run_logger import RunLogger, format_duration, sync_command
     from launch.run_names import weighting_label
     from data.dataset import dataset_meta
+    from learner.behavior_worker import BehaviorWorker, is_sync_step, resolve_processes
+    from errors import TrainingDiverged
 
     check_config(cfg)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     device = pick_device(cfg.device)
+    # "two": μ trains in a second process (learner/behavior_worker.py); one torch thread each
+    two_processes = resolve_processes(cfg, device) == "two"
+    if two_processes and not cfg.num_threads:
+        torch.set_num_threads(1)
     set_matmul_precision(cfg.matmul_precision, device)
     set_cpu_matmul(cfg.cpu_matmul)
     if run_dir is None:
@@ -169,12 +175,14 @@ def train(cfg, resume: bool, run_dir: Path | None = None, settings=None, job: st
     calibration = DatasetCalibration(dataset, transform, cfg.discount, device, seed=cfg.seed)
 
     step, history, run_id = 0, [], None
+    behavior_rng = None          # "two": the worker's RNG state at the last sync point (kept in checkpoints)
     if resume:
         state = load_checkpoint(ckpt_path, map_location=device)
         check_same_architecture(ckpt_path, state["config"], cfg, "To continue it, add")
         learner.load_state_dict(state["learner"])
         restore_rng_state(state["rng"])
         step, history, run_id = state["step"], json.loads(state["eval_history"]), state["wandb_run_id"] or None
+        behavior_rng = state.get("behavior_rng")    # absent: a one-process checkpoint; the worker seeds afresh
         print(f"resumed {run_dir} at step {step}", flush=True)
 
     logger = RunLogger(run_dir, cfg.to_dict(), cfg.wandb, run_name=f"{job}-pretrain" if job else run_dir.name,
@@ -187,7 +195,8 @@ def train(cfg, resume: bool, run_dir: Path | None = None, settings=None, job: st
                                     "dataset": dataset.name, "obs_dim": dataset.obs_dim,
                                     "act_dim": dataset.act_dim,
                                     # what acting needs without the dataset (launch.api.load_policy, study.evaluate)
-                                    "dataset_meta": dataset_meta(dataset, transform)})
+                                    "dataset_meta": dataset_meta(dataset, transform)}
+                        | ({"behavior_rng": behavior_rng} if worker is not None else {}))
 
     stop = {"signal": None}
 
@@ -205,6 +214,25 @@ def train(cfg, resume: bool, run_dir: Path | None = None, settings=None, job: st
     if evaluates_in_background(cfg.eval.background, device):
         background = BackgroundEvaluation(cfg, dataset.obs_dim, dataset.act_dim)
     calibration_at: dict[int, dict] = {}     # the critic's calibration at each snapshot's step
+    worker = None
+    if two_processes:
+        worker = BehaviorWorker(cfg, learner, buffer.obs, buffer.act, behavior_rng)
+    behavior_metrics: dict[str, torch.Tensor] = {}
+
+    def take_behavior(at: int) -> dict[str, torch.Tensor]:
+        """"two": μ as the worker left it after min(at, num_actor_steps) steps, loaded into `learner`
+        (evaluation, calibration and checkpoints read it there); μ's metrics when μ trained at `at`."""
+        nonlocal behavior_rng, behavior_metrics
+        due = min(at, cfg.num_actor_steps)
+        if due > learner.actor_steps:
+            snap = worker.snapshot(due)
+            learner.load_behavior_state_dict(snap["behavior"])
+            behavior_rng, behavior_metrics = snap["rng"], snap["metrics"]
+            if not snap["finite"]:
+                raise TrainingDiverged(f"μ's loss became NaN or inf by actor step {due} (in the behaviour-model "
+                                       f"process). Training stopped; the last good checkpoint in {run_dir} is "
+                                       f"intact. Try a lower diffusion.lr.")
+        return behavior_metrics if due == at else {}
 
     def record(at: int, results: dict) -> None:
         results |= calibration_at.pop(at, {})
@@ -225,15 +253,24 @@ def train(cfg, resume: bool, run_dir: Path | None = None, settings=None, job: st
     t_last, step_last = time.time(), step
     print(f"training {cfg.algorithm} (evaluated with {weighting_label(cfg)}) for {total} steps "
           f"(critic {cfg.num_critic_steps}, actor "
-          f"{cfg.num_actor_steps}) -> {run_dir}", flush=True)
+          f"{cfg.num_actor_steps}{', μ in a second process' if two_processes else ''}) -> {run_dir}", flush=True)
     try:
         while step < total:
-            metrics = learner_step(train_actor=learner.actor_steps < cfg.num_actor_steps,
-                                   train_critic=learner.critic_steps < cfg.num_critic_steps)
+            if worker is None:
+                metrics = learner_step(train_actor=learner.actor_steps < cfg.num_actor_steps,
+                                       train_critic=learner.critic_steps < cfg.num_critic_steps)
+            elif learner.critic_steps < cfg.num_critic_steps:
+                metrics = learner_step(train_actor=False, train_critic=True)     # μ: in the worker
+            else:
+                metrics = {}                  # only μ still trains, in the worker: on to the next sync point
             step += 1
             at_log = step % cfg.log_interval == 0 or step == total
             at_ckpt = step % cfg.checkpoint_interval == 0 or step == total
-            stopping = stop["signal"] is not None or step == cfg.stop_after_steps
+            # "two": a signal stops at the next sync point, where μ's snapshot is due anyway
+            stopping = ((stop["signal"] is not None and (worker is None or is_sync_step(cfg, step, total)))
+                        or step == cfg.stop_after_steps)
+            if worker is not None and is_sync_step(cfg, step, total):
+                metrics = take_behavior(step) | metrics       # μ's loss first, as the one-process step has it
             if at_log or at_ckpt or stopping:
                 watch.check(step, metrics, f"Training stopped; the last good checkpoint in {run_dir} is intact. "
                                            f"Try a lower learning rate, or for AlignIQL-hard a smaller multipliers.lr.")
@@ -272,6 +309,8 @@ def train(cfg, resume: bool, run_dir: Path | None = None, settings=None, job: st
                 return {"step": step, "stopped": True, "interrupted": stop["signal"] is not None,
                         "run_dir": str(run_dir), "history": history}
     finally:
+        if worker is not None:
+            worker.close()
         if background is not None:
             dropped = background.close()
             if dropped:

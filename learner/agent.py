@@ -251,6 +251,20 @@ class Learner:
                 "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
                 "critic_steps": self.critic_steps, "actor_steps": self.actor_steps}
 
+    # μ's part of the state alone: what the behaviour-model process (learner/behavior_worker.py) hands
+    # the main process at each sync point, and what it starts from. The same keys as `state_dict`'s.
+    def behavior_state_dict(self) -> dict:
+        return {"modules": {k: self.modules[k].state_dict() for k in ("behavior", "behavior_ema")},
+                "optimizer": portable_optimizer_state(self.behavior_opt.state_dict()),
+                "scheduler": self.schedulers["behavior"].state_dict(), "actor_steps": self.actor_steps}
+
+    def load_behavior_state_dict(self, state: dict) -> None:
+        for k in ("behavior", "behavior_ema"):
+            self.modules[k].load_state_dict(state["modules"][k])
+        self.behavior_opt.load_state_dict(state["optimizer"])
+        self.schedulers["behavior"].load_state_dict(state["scheduler"])
+        self.actor_steps = state["actor_steps"]
+
     def load_state_dict(self, state: dict) -> None:
         for k, m in self.modules.items():
             m.load_state_dict(state["modules"][k])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 from errors import ConfigError
+from learner.behavior_worker import PRETRAIN_PROCESSES
 from learner.fast_path import LEARNER_STEPS, MATMUL_PRECISIONS
 from learner.losses import VALUE_LOSSES
 from networks.extraction import MODES, WEIGHTINGS
@@ -81,6 +82,15 @@ def check_config(c) -> None:
             bad("eval.modes", c.eval.modes, f"each mode must be one of {', '.join(MODES)}")
     if c.learner_step not in LEARNER_STEPS:
         bad("learner_step", c.learner_step, f"choose one of {', '.join(LEARNER_STEPS)}")
+    processes = c.get("pretrain_processes", "auto")
+    if processes not in PRETRAIN_PROCESSES:
+        bad("pretrain_processes", processes, f"choose {', '.join(PRETRAIN_PROCESSES)}")
+    if processes == "two" and ALGORITHMS[c.algorithm].policy == "gaussian":
+        bad("pretrain_processes", processes, f"algorithm={c.algorithm} has no diffusion μ to train in a second "
+            f"process; choose auto or one")
+    if processes == "two" and c.learner_step != "eager":
+        bad("pretrain_processes", processes, f"the second process runs the eager step, not "
+            f"learner_step={c.learner_step!r}; choose auto or one")
     if c.eval.background not in BACKGROUND_SETTINGS:
         bad("eval.background", c.eval.background, f"choose {', '.join(BACKGROUND_SETTINGS)}")
     if c.cpu_matmul not in CPU_MATMULS:
