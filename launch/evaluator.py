@@ -203,6 +203,8 @@ def run_evaluator(cfg, meta: Mapping[str, Any], replay_address: str, seed: int, 
                             f"The replay server at {replay_address} stopped answering ({e}). "
                             "Check whether the learner / replay process died.") from None
                     continue
+                if steps >= next_at and steps >= int(o.total_env_steps):
+                    continue    # the run ends here: its final evaluation scores the last weights, once
                 if steps >= next_at:
                     if steps >= next_at + interval:
                         log(f"evaluation fell behind the actors: evaluating at {steps} env steps, "

@@ -301,10 +301,15 @@ def test_actor_stops_while_rate_limited(server, threads, tmp_path):
     assert time.monotonic() - t0 < 5.0
 
 
-def test_evaluator_rows(server, threads, tmp_path):
+@pytest.mark.parametrize("total_env_steps", [10_000, 40])
+def test_evaluator_rows(server, threads, tmp_path, total_env_steps):
+    """Start-up, interval and final rows; a run that has reached its length gets no interval evaluation
+    at its end, only the final one of its last weights (one evaluation, not two in a row)."""
     from launch.evaluator import run_evaluator
 
     cfg = tiny_config()
+    cfg.online.total_env_steps = total_env_steps
+    ends_here = total_env_steps <= 40
     address = server()
     publisher = WeightPublisher(address, key=KEY)
     publisher.publish(params_for(cfg, 1), version=1)
@@ -320,24 +325,33 @@ def test_evaluator_rows(server, threads, tmp_path):
         rng = np.random.default_rng(0)
         w.add_batch(rng.standard_normal((40, OBS)), rng.uniform(-1, 1, (40, ACT)), rng.standard_normal(40),
                     rng.standard_normal((40, OBS)), np.ones(40))
-    wait_until(lambda: len(read_jsonl(path)) >= 2 or "error" in result, 30, "the interval evaluation")
+    if ends_here:
+        time.sleep(1.0)      # ten polls: time enough for an interval evaluation it must not make
+        assert len(read_jsonl(path)) == 1
+    else:
+        wait_until(lambda: len(read_jsonl(path)) >= 2 or "error" in result, 30, "the interval evaluation")
     publisher.publish(params_for(cfg, 2), version=2)
     stop.set()
     wait_until(lambda: "value" in result or "error" in result, 30, "the evaluator to stop")
     assert "error" not in result, result.get("error")
 
     rows = read_jsonl(path)
-    assert [(r["trigger"], r["weights_version"]) for r in rows] == [("startup", 1), ("interval", 1), ("final", 2)]
-    # The interval row may have read the table while the 40 inserts were still landing.
-    assert 30 <= rows[1]["env_steps"] <= 40 and rows[2]["env_steps"] == 40
+    if ends_here:
+        assert [(r["trigger"], r["weights_version"]) for r in rows] == [("startup", 1), ("final", 2)]
+        assert rows[1]["env_steps"] == 40
+    else:
+        assert [(r["trigger"], r["weights_version"]) for r in rows] == [("startup", 1), ("interval", 1),
+                                                                        ("final", 2)]
+        # The interval row may have read the table while the 40 inserts were still landing.
+        assert 30 <= rows[1]["env_steps"] <= 40 and rows[2]["env_steps"] == 40
     for r in rows:
         assert {"role", "time", "env_steps", "weights_version", "return_mean", "return_std", "score_mean",
                 "score_std", "alignment_gap"} <= set(r)
         assert r["role"] == "evaluator"
         expect = 100.0 * (r["return_mean"] - META["ref_min_score"]) / (META["ref_max_score"] - META["ref_min_score"])
         assert r["score_mean"] == pytest.approx(expect, rel=1e-6, abs=1e-6)
-    # Same seeds and weights: the same score, so versions are compared on the same episodes.
-    assert rows[0]["return_mean"] == rows[1]["return_mean"]
+    if not ends_here:   # same seeds and weights: the same score, so versions are compared on the same episodes
+        assert rows[0]["return_mean"] == rows[1]["return_mean"]
 
 
 def test_actor_and_evaluator_take_only_the_learners_weights(server, threads, tmp_path):
