@@ -34,6 +34,9 @@ import threading
 import torch
 
 PRETRAIN_PROCESSES = ("auto", "one", "two")
+# "auto" keeps one process for shorter runs: starting the worker (a fresh interpreter importing torch and
+# the learner) takes ~2-4 s, more than a few hundred steps gain, and tests' tiny runs would pay it each time
+AUTO_MIN_ACTOR_STEPS = 2_000
 # the worker's RNG stream: config.seed and the start step mixed with a constant, away from the
 # main process's torch.manual_seed(config.seed)
 _SEED_SALT = 0x5EED_B0_7
@@ -61,7 +64,8 @@ def cores_available() -> int:
 
 def resolve_processes(cfg, device: torch.device) -> str:
     """config.pretrain_processes as "one" or "two"; "auto" is "two" where it pays (issue 23):
-    CPU, a diffusion μ, both μ and critic steps to take, the eager step, and two cores for this process."""
+    CPU, a diffusion μ, both μ and critic steps to take (at least AUTO_MIN_ACTOR_STEPS μ steps), the eager
+    step, and two cores for this process."""
     from errors import UserFacingError
     from networks.factory import algorithm_of
 
@@ -72,7 +76,8 @@ def resolve_processes(cfg, device: torch.device) -> str:
                               f"{device}. Use 'auto' or 'one'.")
     if setting != "auto":
         return setting
-    fits = (device.type == "cpu" and diffusion and cfg.num_actor_steps > 0 and cfg.num_critic_steps > 0
+    fits = (device.type == "cpu" and diffusion and cfg.num_actor_steps >= AUTO_MIN_ACTOR_STEPS
+            and cfg.num_critic_steps > 0
             and cfg.learner_step == "eager" and cores_available() >= 2)
     return "two" if fits else "one"
 

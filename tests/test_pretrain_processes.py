@@ -150,13 +150,14 @@ def test_auto_keeps_one_process_where_two_cannot_help(monkeypatch, tmp_path):
     from learner.behavior_worker import resolve_processes
 
     cpu = torch.device("cpu")
-    cfg = small_config(tmp_path)
+    cfg_steps = {"num_critic_steps": 3000, "num_actor_steps": 3000}
+    cfg = small_config(tmp_path, **cfg_steps)
     monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1})
     assert resolve_processes(cfg, cpu) == "two"
-    assert resolve_processes(small_config(tmp_path, algorithm="iql"), cpu) == "one"
-    assert resolve_processes(small_config(tmp_path, learner_step="compile"), cpu) == "one"
-    assert resolve_processes(small_config(tmp_path, num_critic_steps=0), cpu) == "one"
-    assert resolve_processes(small_config(tmp_path, pretrain_processes="one"), cpu) == "one"
+    for changed in ({"algorithm": "iql"}, {"learner_step": "compile"}, {"num_critic_steps": 0},
+                    {"num_actor_steps": 40}, {"pretrain_processes": "one"}):
+        assert resolve_processes(small_config(tmp_path, **{**cfg_steps, **changed}), cpu) == "one", changed
+    assert resolve_processes(cfg, torch.device("meta")) == "one"      # not a CPU device
     monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0})
     assert resolve_processes(cfg, cpu) == "one"
     assert resolve_processes(small_config(tmp_path, pretrain_processes="two"), cpu) == "two"
