@@ -61,6 +61,12 @@ def online_defaults() -> ml_collections.ConfigDict:
     o.evaluator_restart_limit = 5      # restarts of the evaluator before the run gives up
     o.learner_restart_limit = 3        # restarts of the learner (from its last checkpoint) before the run gives up
     o.log_interval = 500               # learner steps between log lines
+    # CPU priority of the roles beside the learner (Unix niceness, 0-19, set by each role at its start, whichever
+    # launcher starts it): the learner is the bottleneck of an online run (the rate limiter never holds it), so
+    # on a machine with as many busy processes as cores the evaluator's bursts of episodes yield to it.
+    # bench/online_placement.py measures the learner's steps/s under each setting (docs/performance.md).
+    o.actor_nice = 0
+    o.evaluator_nice = 10
     o.ray_actor_cpus = 1.0             # --launcher=ray: CPUs Ray reserves per actor (it places them by this)
     return o
 

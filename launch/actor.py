@@ -45,11 +45,13 @@ def main(argv):
     torch.set_num_threads(1)
     from actor.actor_loop import load_run_inputs, run_actor
     from errors import UserFacingError
+    from launch.priority import lower_priority
     from replay.auth import key_path_beside, load_key
 
     try:
         cfg, meta, run_dir, seed = load_run_inputs(FLAGS.config_json, FLAGS.dataset_meta, FLAGS.run_dir, FLAGS.seed)
         key = load_key(FLAGS.key_file or key_path_beside(FLAGS.config_json))
+        lower_priority(int(cfg.online.get("actor_nice", 0)), f"actor {FLAGS.actor_id}")   # yields the cores to the learner (launch/priority.py)
         run_actor(cfg, meta, FLAGS.replay_address, FLAGS.actor_id, seed, run_dir, key=key,
                   max_env_steps=FLAGS.max_env_steps or None, connect_timeout_s=FLAGS.connect_timeout_s)
     except UserFacingError as e:

@@ -234,11 +234,13 @@ def main(argv):
     torch.set_num_threads(1)   # shares the cores with learner and actors (see configs/quickstart.py)
     from actor.actor_loop import load_run_inputs
     from errors import UserFacingError
+    from launch.priority import lower_priority
     from replay.auth import key_path_beside, load_key
 
     try:
         cfg, meta, run_dir, seed = load_run_inputs(FLAGS.config_json, FLAGS.dataset_meta, FLAGS.run_dir, FLAGS.seed)
         key = load_key(FLAGS.key_file or key_path_beside(FLAGS.config_json))
+        lower_priority(int(cfg.online.get("evaluator_nice", 0)), "evaluator")   # yields the cores to the learner (launch/priority.py)
         run_evaluator(cfg, meta, FLAGS.replay_address, seed, run_dir, key=key,
                       connect_timeout_s=FLAGS.connect_timeout_s)
     except UserFacingError as e:

@@ -183,6 +183,9 @@ def check_online(o, bad) -> None:
     for field in ("mu_steps_per_update", "actor_restart_limit", "evaluator_restart_limit", "learner_restart_limit"):
         if int(o.get(field, 0)) < 0:
             bad(f"online.{field}", o[field], "must be at least 0")
+    for field in ("actor_nice", "evaluator_nice"):
+        if not 0 <= int(o.get(field, 0)) <= 19:
+            bad(f"online.{field}", o[field], "a Unix niceness from 0 (the learner's priority) to 19 (the lowest)")
     if o.get("actor_mu_dtype", "float32") not in MU_DTYPES:
         bad("online.actor_mu_dtype", o.actor_mu_dtype, f"choose {' or '.join(MU_DTYPES)}")
     for field in ("exploration", "eval_mode"):

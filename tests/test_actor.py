@@ -406,17 +406,25 @@ def _write_run_files(tmp_path, cfg):
     return str(tmp_path / "config.json")
 
 
-def test_actor_program_unreachable_server(tmp_path):
+@pytest.mark.parametrize("program", ["launch.actor", "launch.evaluator"])
+def test_role_program_unreachable_server(tmp_path, program):
+    """A role that cannot reach the replay says so and exits 2. Before that it has lowered its own CPU
+    priority as configured (online.actor_nice / evaluator_nice, launch/priority.py), whichever launcher
+    started it."""
     import portpicker
 
-    config_json = _write_run_files(tmp_path, tiny_config())
+    cfg = tiny_config()
+    cfg.online.actor_nice, cfg.online.evaluator_nice = 3, 7
+    config_json = _write_run_files(tmp_path, cfg)
     proc = subprocess.run(
-        [sys.executable, "-m", "launch.actor", f"--config_json={config_json}",
+        [sys.executable, "-m", program, f"--config_json={config_json}",
          f"--replay_address=localhost:{portpicker.pick_unused_port()}", "--connect_timeout_s=2"],
         cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr
     assert "Cannot reach the replay server" in proc.stderr
     assert "Traceback" not in proc.stderr
+    want = 3 if program == "launch.actor" else 7
+    assert f"CPU niceness {max(want, os.nice(0))}" in proc.stdout, proc.stdout
 
 
 def test_actor_program_stops_on_sigterm(server, tmp_path):
