@@ -98,3 +98,31 @@ def make_store(tmp_path_factory, dataset_id: str, num_transitions: int):
                      ref_episodes=2, num_envs=4, policy_loader=stand_in_loader, log=None,
                      actions="mean-noise")
     return path
+
+
+# ------------------------------------------------------------------ shared by the end-to-end finetuning tests
+
+FT_DATASET_ID = "local/hopper/ft-medium-v0"
+
+
+@pytest.fixture(scope="session")
+def ft_store(tmp_path_factory):
+    """The Minari store of the finetuning end-to-end tests (tests/test_finetune.py, tests/test_ray_launcher.py):
+    one small made Hopper dataset, made once per session (per xdist worker)."""
+    return make_store(tmp_path_factory, FT_DATASET_ID, 2000)
+
+
+@pytest.fixture(scope="session")
+def ft_pretrained(ft_store, tmp_path_factory):
+    """A tiny pretrained checkpoint on FT_DATASET_ID (launch.pretrain in-process), made once per session for the
+    tests that only need *a* checkpoint to pass as --pretrained. Tests copy it before writing beside it."""
+    from launch.pretrain import train
+    from tests.test_pretrain import small_config
+
+    with _env_var("MINARI_DATASETS_PATH", str(ft_store)):
+        cfg = small_config(tmp_path_factory.mktemp("ft_pretrained"), dataset=FT_DATASET_ID,
+                           num_critic_steps=30, num_actor_steps=30)
+        cfg.critic_hidden, cfg.diffusion.width, cfg.diffusion.inner, cfg.diffusion.num_blocks = (64, 64), 32, 64, 1
+        pre = train(cfg, resume=False)
+    from pathlib import Path
+    return Path(pre["run_dir"]) / "checkpoint.pt"

@@ -22,10 +22,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import make_store
+from tests.conftest import FT_DATASET_ID, make_store  # noqa: F401  (make_store: tests.test_ray_launcher's import)
 
 ROOT = Path(__file__).resolve().parents[1]
-DATASET_ID = "local/hopper/ft-medium-v0"
+DATASET_ID = FT_DATASET_ID
 HAS_CC = sys.platform.startswith("linux") and bool(shutil.which("cc") or shutil.which("gcc"))
 
 TINY = [f"--config.dataset={DATASET_ID}", "--config.num_critic_steps=30", "--config.num_actor_steps=30",
@@ -42,9 +42,9 @@ TINY = [f"--config.dataset={DATASET_ID}", "--config.num_critic_steps=30", "--con
         "--config.online.replay_checkpoint_interval_s=5"]
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    return make_store(tmp_path_factory, DATASET_ID, 2000)
+@pytest.fixture
+def store(ft_store):
+    return ft_store          # made once per session (tests/conftest.py), shared with tests/test_ray_launcher.py
 
 
 def env_for(store, home):
@@ -104,7 +104,9 @@ def actor_steps(run_dir: Path, actor_id: int) -> int:
 
 def test_multiprocess_run_survives_a_killed_actor_and_logs_the_curve(store, tmp_path):
     # the replay server as a process of its own (the other layout, learner-hosted, is the resume test's)
-    with supervisor(["--config.online.total_env_steps=2500", "--config.online.replay_in_learner=False"],
+    # 1500 env steps: evaluations at 0, 700 and 1400 env steps and at the end (>= 2 checked), the killed actor's
+    # restart well before the end
+    with supervisor(["--config.online.total_env_steps=1500", "--config.online.replay_in_learner=False"],
                     store, tmp_path) as proc:
         run_dir_holder = {}
 
@@ -123,7 +125,7 @@ def test_multiprocess_run_survives_a_killed_actor_and_logs_the_curve(store, tmp_
     out = exited_cleanly(proc, tmp_path)
     assert re.search(r"actor_0 was killed by SIGKILL; restarting \(1/5\)", out), out[-3000:]
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["actor_restarts"] >= 1 and summary["env_steps"] >= 2500 and summary["learner_steps"] > 0
+    assert summary["actor_restarts"] >= 1 and summary["env_steps"] >= 1500 and summary["learner_steps"] > 0
     assert len(summary["evaluations"]) >= 2 and summary["score_after_pretraining"] is not None
     assert (run_dir / "finetune_curve.png").stat().st_size > 1000
     assert (run_dir / "pretrain" / "checkpoint.pt").exists()          # one level, not pretrain/<run>/
@@ -152,20 +154,20 @@ def test_multiprocess_run_survives_a_killed_actor_and_logs_the_curve(store, tmp_
     assert not processes_of(run_dir), "child processes left behind"
 
 
-@pytest.mark.parametrize("launcher,signum", [("local", signal.SIGINT), ("ray", signal.SIGINT), ("ray", signal.SIGTERM)],
-                         ids=["local-ctrl-c", "ray-ctrl-c", "ray-sigterm"])
-def test_interrupt_and_resume_continue_replay_and_counters(store, tmp_path, monkeypatch, launcher, signum):
+RAY = pytest.mark.xdist_group("ray")     # with pytest-xdist: in one worker with tests/test_ray_launcher.py
+
+
+@pytest.mark.parametrize("launcher,signum", [pytest.param("local", signal.SIGINT, id="local-ctrl-c"),
+                                             pytest.param("ray", signal.SIGINT, id="ray-ctrl-c", marks=RAY),
+                                             pytest.param("ray", signal.SIGTERM, id="ray-sigterm", marks=RAY)])
+def test_interrupt_and_resume_continue_replay_and_counters(store, ft_pretrained, tmp_path, launcher, signum):
     """Ctrl-C (or the SIGTERM of a batch scheduler) checkpoints learner and replay and stops every child;
     --resume continues. A Ray driver must keep its own SIGTERM handler (ray.init installs one that exits)."""
-    from launch.pretrain import train
-    from tests.test_pretrain import small_config
-
-    # a pretraining checkpoint given by flag (the other path: finetune pretrains itself, above)
-    monkeypatch.setenv("MINARI_DATASETS_PATH", str(store))
-    cfg = small_config(tmp_path / "pre", dataset=DATASET_ID, num_critic_steps=30, num_actor_steps=30)
-    cfg.critic_hidden, cfg.diffusion.width, cfg.diffusion.inner, cfg.diffusion.num_blocks = (64, 64), 32, 64, 1
-    pre = train(cfg, resume=False)
-    ckpt = Path(pre["run_dir"]) / "checkpoint.pt"
+    # a pretraining checkpoint given by flag (the other path: finetune pretrains itself, above); the session's
+    # one (tests/conftest.py), copied: a run's state names its checkpoint's path
+    ckpt = tmp_path / "pre" / "checkpoint.pt"
+    ckpt.parent.mkdir()
+    shutil.copy(ft_pretrained, ckpt)
 
     args = [f"--pretrained={ckpt}", "--config.online.total_env_steps=100000", f"--launcher={launcher}"]
     with supervisor(args, store, tmp_path) as proc:
@@ -188,7 +190,7 @@ def test_interrupt_and_resume_continue_replay_and_counters(store, tmp_path, monk
     assert learner_ckpt_step >= 100
     key = (run_dir / "run_key").read_text()
 
-    total = env_steps_at_stop + 600
+    total = env_steps_at_stop + 300
     with supervisor([*args, "--resume", f"--config.online.total_env_steps={total}"], store, tmp_path) as proc:
         proc.wait(timeout=600)
     out = exited_cleanly(proc, tmp_path)
@@ -220,8 +222,8 @@ def test_chaos_an_actor_the_evaluator_and_the_learner_killed_at_random_times(sto
     behind, and every transition the actors stepped in the replay or within the reported loss."""
     from bench.chaos import run_chaos
 
-    # the faults fall at random fractions of the 6000 env steps, at least 4 s apart: all before the end
-    r = run_chaos(tmp_path, ["actor", "evaluator", "learner"], seed=1, total_env_steps=6000, extra_args=TINY,
+    # the faults fall at random fractions of the 3000 env steps, at least 4 s apart: all before the end
+    r = run_chaos(tmp_path, ["actor", "evaluator", "learner"], seed=1, total_env_steps=3000, extra_args=TINY,
                   env=env_for(store, tmp_path), say=lambda m: None)
     assert len(r["faults"]) == 3, r
     assert r["violations"] == [], r["violations"]
@@ -237,19 +239,13 @@ def test_chaos_an_actor_the_evaluator_and_the_learner_killed_at_random_times(sto
         assert (run_dir / "logs" / "lost" / "learner.jsonl").exists()
 
 
-def test_a_learner_that_fails_at_start_up_is_reported_in_its_own_words(store, tmp_path):
+def test_a_learner_that_fails_at_start_up_is_reported_in_its_own_words(store, ft_pretrained, tmp_path):
     """A checkpoint the learner cannot use: the supervisor notices the learner's exit and says why at once,
     instead of waiting a minute and blaming the network. (A truncated file no longer gets that far: the
     supervisor refuses a --pretrained that is not a torch zip file before it starts anything.)"""
     import torch
 
-    from launch.pretrain import train
-    from tests.test_pretrain import small_config
-
-    os.environ["MINARI_DATASETS_PATH"] = str(store)
-    cfg = small_config(tmp_path / "pre", dataset=DATASET_ID, num_critic_steps=10, num_actor_steps=10)
-    cfg.critic_hidden, cfg.diffusion.width, cfg.diffusion.inner, cfg.diffusion.num_blocks = (64, 64), 32, 64, 1
-    ckpt = Path(train(cfg, resume=False)["run_dir"]) / "checkpoint.pt"
+    ckpt = ft_pretrained          # only read: the session's checkpoint (tests/conftest.py)
     cut = tmp_path / "cut.pt"
     cut.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
     with supervisor([f"--pretrained={cut}"], store, tmp_path) as proc:
