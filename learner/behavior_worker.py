@@ -214,11 +214,11 @@ class BehaviorWorker:
     def snapshot(self, step: int) -> dict:
         """μ's state after `step` actor steps, waiting for the worker if it is behind."""
         self._sending.join()
-        if self._send_error is not None:
-            raise self._failed(f"did not take its start ({self._send_error})")
+        # a start that could not be sent (the worker died first) ends below: its own error message, or EOF
         while not self.conn.poll(1.0):
             if not self.process.is_alive():
-                raise self._failed(f"exited before delivering μ at step {step}")
+                started = "" if self._send_error is None else f", without taking its start ({self._send_error})"
+                raise self._failed(f"exited before delivering μ at step {step}{started}")
         try:
             message = decode(self.conn.recv_bytes())
         except (EOFError, OSError):

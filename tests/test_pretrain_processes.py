@@ -17,6 +17,8 @@ from tests.conftest import make_store
 from tests.test_pretrain import small_config
 
 DATASET_ID = "local/hopper/e2e-processes-v0"
+# with pytest-xdist: the tests comparing with the uninterrupted run share one worker, and so its one run
+SAME_RUN = pytest.mark.xdist_group("pretrain_processes_full_run")
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +27,9 @@ def store(tmp_path_factory):
 
 
 def two(workdir: Path, **overrides):
-    return small_config(workdir, dataset=DATASET_ID, pretrain_processes="two", **overrides)
+    """test_pretrain's small run with μ in a second process, evaluated briefly (one episode of 10 steps)."""
+    brief = {"eval.episodes": 1, "eval.max_episode_steps": 10, "eval.modes": ("argmax",)}
+    return small_config(workdir, dataset=DATASET_ID, pretrain_processes="two", **{**brief, **overrides})
 
 
 def learner_state(summary) -> dict:
@@ -38,18 +42,17 @@ def children() -> set[int]:
     return {p.pid for p in multiprocessing.active_children() if p.name == "pretrain-behavior"}
 
 
-def test_two_processes_resume_bit_for_bit(store, tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def uninterrupted(store, tmp_path_factory):
     from launch.pretrain import train
 
-    monkeypatch.setenv("MINARI_DATASETS_PATH", str(store))
-    full = train(two(tmp_path / "full"), resume=False)
-    part = train(two(tmp_path / "split", stop_after_steps=20), resume=False)
-    assert part["stopped"] and part["step"] == 20
-    stopped = learner_state(part)
-    assert stopped["learner"]["actor_steps"] == 20 and "behavior_rng" in stopped
-    resumed = train(two(tmp_path / "split"), resume=True)
-    assert resumed["step"] == 40 and not resumed["stopped"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MINARI_DATASETS_PATH", str(store))
+        return train(two(tmp_path_factory.mktemp("full")), resume=False)
 
+
+def assert_same_run(full, resumed) -> None:
+    """Every module tensor, every optimiser tensor, both RNG states and every evaluation equal."""
     a, b = learner_state(full), learner_state(resumed)
     for name, module_state in a["learner"]["modules"].items():
         for key, tensor in module_state.items():
@@ -59,8 +62,55 @@ def test_two_processes_resume_bit_for_bit(store, tmp_path, monkeypatch):
             for key, tensor in param_state.items():
                 assert torch.equal(tensor, b["learner"]["optimizers"][name]["state"][index][key]), \
                     f"optimizer {name}[{index}].{key} differs after resume"
+    assert a["learner"]["schedulers"] == b["learner"]["schedulers"]
     assert torch.equal(a["behavior_rng"], b["behavior_rng"]) and torch.equal(a["rng"]["torch"], b["rng"]["torch"])
     assert full["history"] == resumed["history"]       # same evaluations, including the one before the stop
+
+
+@SAME_RUN
+def test_two_processes_resume_bit_for_bit(store, uninterrupted, tmp_path, monkeypatch):
+    from launch.pretrain import train
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(store))
+    part = train(two(tmp_path, stop_after_steps=20), resume=False)
+    assert part["stopped"] and part["step"] == 20
+    stopped = learner_state(part)
+    assert stopped["learner"]["actor_steps"] == 20 and "behavior_rng" in stopped
+    resumed = train(two(tmp_path), resume=True)
+    assert resumed["step"] == 40 and not resumed["stopped"]
+    assert_same_run(uninterrupted, resumed)
+    assert children() == set()
+
+
+@SAME_RUN
+def test_a_signal_stops_at_the_next_sync_point_and_the_worker_ignores_signals(store, uninterrupted, tmp_path,
+                                                                                monkeypatch):
+    # Ctrl-C reaches the whole process group: the worker must go on (the main process decides where to
+    # stop), and the main loop stops at its next sync point (log_interval 10: step 20), not at step 13
+    import signal
+
+    from learner import agent
+    from launch.pretrain import train
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(store))
+    calls = []
+
+    def signalled_step(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 13:
+            (worker,) = children()
+            os.kill(worker, signal.SIGINT)
+            os.kill(worker, signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGINT)
+        return original(self, *args, **kwargs)
+
+    original = agent.Learner.value_and_critic_step
+    monkeypatch.setattr(agent.Learner, "value_and_critic_step", signalled_step)
+    part = train(two(tmp_path), resume=False)
+    assert part["stopped"] and part["interrupted"] and part["step"] == 20
+    monkeypatch.setattr(agent.Learner, "value_and_critic_step", original)
+    resumed = train(two(tmp_path), resume=True)
+    assert_same_run(uninterrupted, resumed)
     assert children() == set()
 
 
@@ -111,9 +161,9 @@ def test_worker_is_gone_after_an_error_in_the_main_loop(store, tmp_path, monkeyp
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(store))
     seen = []
 
-    def failing_step(self, *args, **kwargs):    # the main process's critic step fails at its 15th call
+    def failing_step(self, *args, **kwargs):    # the main process's critic step fails at its 5th call
         seen.append(children())
-        if len(seen) == 15:
+        if len(seen) == 5:
             raise RuntimeError("injected failure")
         return original(self, *args, **kwargs)
 
@@ -141,7 +191,23 @@ def test_a_worker_that_dies_ends_pretraining_with_a_clear_error(store, tmp_path,
         return original(self, step)
 
     monkeypatch.setattr(behavior_worker.BehaviorWorker, "snapshot", snapshot_after_a_crash)
-    with pytest.raises(behavior_worker.BehaviorWorkerFailed, match=r"behaviour-model process .*(exited|did not take its start).*pretraining stopped"):
+    with pytest.raises(behavior_worker.BehaviorWorkerFailed, match=r"behaviour-model process .*exited before delivering μ at step .*pretraining stopped"):
+        train(two(tmp_path), resume=False)
+    assert children() == set()
+
+
+def test_a_worker_that_fails_reports_its_error(store, tmp_path, monkeypatch):
+    from learner import behavior_worker
+    from launch.pretrain import train
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(store))
+    original = behavior_worker.BehaviorWorker.__init__
+
+    def start_with_wrong_observations(self, cfg, learner, obs, act, rng):   # μ's state will not fit its network
+        original(self, cfg, learner, obs[:, :5], act, rng)
+
+    monkeypatch.setattr(behavior_worker.BehaviorWorker, "__init__", start_with_wrong_observations)
+    with pytest.raises(behavior_worker.BehaviorWorkerFailed, match=r"failed: RuntimeError: Error\(s\) in loading"):
         train(two(tmp_path), resume=False)
     assert children() == set()
 
