@@ -25,10 +25,11 @@ def get_config() -> ml_collections.ConfigDict:
     # float32 (networks/linear.py). No effect on CUDA.
     c.cpu_matmul = "auto"
     # Pretraining on CPU cores (learner/behavior_worker.py): "two" trains μ (the diffusion behaviour model, which
-    # learns from the data alone) in a second process while this one trains V, Q (and the multipliers), x1.6-1.7
-    # steps/s on 2 cores (docs/performance.md); "one" trains all in one process; "auto" = "two" on a CPU device with
-    # a diffusion μ, both step counts > 0, learner_step "eager" and at least 2 cores for this process, else "one".
-    # Either resumes bit for bit, but the two give different (equally valid) runs: each process draws its own batches
+    # learns from the data alone) in a second process while this one trains V, Q (and the multipliers), handing μ
+    # over at every log/eval/checkpoint step (docs/performance.md, "Pretraining on both cores"); "one" trains all in
+    # one process; "auto" = "two" on a CPU device with a diffusion μ, >= 2,000 μ steps, critic steps > 0,
+    # learner_step "eager" and at least 2 cores for this process, else "one". Either resumes bit for bit; they draw
+    # different batches for μ, so the same seed gives two different (equally valid) runs
     c.pretrain_processes = "auto"
     c.matmul_precision = "auto"           # "auto": TF32 ("high") on CUDA, "highest" on CPU; or highest|high|medium
 
