@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -124,5 +125,54 @@ def ft_pretrained(ft_store, tmp_path_factory):
                            num_critic_steps=30, num_actor_steps=30)
         cfg.critic_hidden, cfg.diffusion.width, cfg.diffusion.inner, cfg.diffusion.num_blocks = (64, 64), 32, 64, 1
         pre = train(cfg, resume=False)
-    from pathlib import Path
     return Path(pre["run_dir"]) / "checkpoint.pt"
+
+
+# ------------------------------------------------------------------ pytest-xdist: scopes and order (pyproject: -n 2)
+#
+# pytest-xdist 3.8's own --dist loadgroup does nothing under pytest 9.2 (it renames item._nodeid, which pytest 9
+# no longer reads), so the scopes are named here, by test id, and the controller schedules by them (--dist
+# loadscope with the scheduler below). A scope runs whole on one worker, in one go.
+
+def xdist_scope(nodeid: str) -> str:
+    """The unit of work a test belongs to."""
+    path, _, name = nodeid.partition("::")
+    # every Ray cluster in one worker, one at a time: test_ray_launcher waits for Ray's processes newer than its
+    # start to be gone, and would see another worker's
+    if path == "tests/test_ray_launcher.py" or (path == "tests/test_finetune.py" and "[ray-" in name):
+        return "ray"
+    if path == "tests/test_finetune.py":     # each end-to-end run on its own (they share only session fixtures)
+        return nodeid
+    return path                              # otherwise a module: its module fixtures are made once (the tiny study)
+
+
+# Started first (longest first), so that neither worker is left with a long test at the end; the rest follow in
+# collection order.
+SLOW_FIRST = ("ray", "tests/test_finetune.py", "tests/test_results_smoke.py", "tests/test_own_environment.py",
+              "tests/test_pretrain.py", "tests/test_pretrain_processes.py", "tests/test_action_bounds.py")
+
+
+def _slow_rank(nodeid: str) -> int:
+    scope = xdist_scope(nodeid)
+    for rank, prefix in enumerate(SLOW_FIRST):
+        if scope == prefix or scope.startswith(prefix + "::"):
+            return rank
+    return len(SLOW_FIRST)
+
+
+def pytest_collection_modifyitems(config, items):
+    if hasattr(config, "workerinput"):       # an xdist worker: every worker collects the same order
+        items.sort(key=lambda item: _slow_rank(item.nodeid))     # stable: collection order within a rank
+
+
+def pytest_xdist_make_scheduler(config, log):
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ScopeScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_scope(nodeid)
+
+    config.option.loadscopereorder = False   # keep the order above, not "most tests first"
+    return ScopeScheduling(config, log)

@@ -22,7 +22,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import FT_DATASET_ID, make_store  # noqa: F401  (make_store: tests.test_ray_launcher's import)
+from tests.conftest import FT_DATASET_ID
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASET_ID = FT_DATASET_ID
@@ -154,12 +154,9 @@ def test_multiprocess_run_survives_a_killed_actor_and_logs_the_curve(store, tmp_
     assert not processes_of(run_dir), "child processes left behind"
 
 
-RAY = pytest.mark.xdist_group("ray")     # with pytest-xdist: in one worker with tests/test_ray_launcher.py
-
-
-@pytest.mark.parametrize("launcher,signum", [pytest.param("local", signal.SIGINT, id="local-ctrl-c"),
-                                             pytest.param("ray", signal.SIGINT, id="ray-ctrl-c", marks=RAY),
-                                             pytest.param("ray", signal.SIGTERM, id="ray-sigterm", marks=RAY)])
+# with pytest-xdist, the [ray-*] runs share a worker with tests/test_ray_launcher.py (tests/conftest.py: xdist_scope)
+@pytest.mark.parametrize("launcher,signum", [("local", signal.SIGINT), ("ray", signal.SIGINT), ("ray", signal.SIGTERM)],
+                         ids=["local-ctrl-c", "ray-ctrl-c", "ray-sigterm"])
 def test_interrupt_and_resume_continue_replay_and_counters(store, ft_pretrained, tmp_path, launcher, signum):
     """Ctrl-C (or the SIGTERM of a batch scheduler) checkpoints learner and replay and stops every child;
     --resume continues. A Ray driver must keep its own SIGTERM handler (ray.init installs one that exits)."""

@@ -14,13 +14,15 @@ import pytest
 
 pytest.importorskip("ray")
 
-from tests.test_finetune import (DATASET_ID, exited_cleanly, make_store, processes_of,  # noqa: E402
-                                 supervisor, wait_for)
+from tests.test_finetune import exited_cleanly, processes_of, supervisor, wait_for  # noqa: E402
+
+# Every test here starts a Ray cluster and looks for Ray's processes by creation time: with pytest-xdist they
+# all run in one worker, with tests/test_finetune.py's Ray runs, never beside another cluster (tests/conftest.py).
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    return make_store(tmp_path_factory, DATASET_ID, 2000)
+@pytest.fixture
+def store(ft_store):
+    return ft_store          # made once per session (tests/conftest.py), shared with tests/test_finetune.py
 
 
 def ray_processes(since: float) -> list[psutil.Process]:
