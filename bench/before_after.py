@@ -2,6 +2,7 @@
 
     python -m bench.before_after --before=3b82a6b^ --bench=bench.replay_throughput --repeats=2 -- --inserts=5000
     python -m bench.before_after --before=3b82a6b^ --bench=bench.learner_feed -- --seconds=3
+    python -m bench.before_after --before=5c72361 --bench=bench.pretrain_processes --bench_from_here -- --only="two processes"
 
 The `--before` commit is checked out in a temporary git worktree; the benchmark then runs
 there and here alternately (before, after, before, after, ...), so that a change in the
@@ -55,6 +56,9 @@ def main(argv=None):
     ap.add_argument("--before", required=True, help="git revision to compare against (e.g. HEAD~3, a1b2c3d^)")
     ap.add_argument("--bench", required=True, help="benchmark module, e.g. bench.replay_throughput")
     ap.add_argument("--repeats", type=int, default=2, help="runs per side, alternating")
+    ap.add_argument("--bench_from_here", action="store_true",
+                    help="run this checkout's benchmark file in both trees (a benchmark newer than --before; it "
+                         "must then use only what both commits have, e.g. each commit's own default config)")
     ap.add_argument("rest", nargs="*", help="arguments for the benchmark (after --)")
     args = ap.parse_args(argv)
 
@@ -63,6 +67,9 @@ def main(argv=None):
         subprocess.run(["git", "worktree", "add", "--detach", str(before_dir), args.before], cwd=ROOT,
                        check=True, capture_output=True)
         try:
+            if args.bench_from_here:     # the same measuring code on both sides; what it measures is each tree's
+                bench_file = Path(*args.bench.split(".")).with_suffix(".py")
+                (before_dir / bench_file).write_bytes((ROOT / bench_file).read_bytes())
             rev = subprocess.run(["git", "rev-parse", "--short", args.before], cwd=ROOT, capture_output=True,
                                  text=True).stdout.strip()
             runs = {"before": [], "after": []}

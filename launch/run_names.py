@@ -41,7 +41,8 @@ NOT_HASHED = ("name", "algorithm", "dataset", "seed", "workdir", "wandb.", "stop
               "eval.background", "online.log_interval", "online.allow_remote", "online.replay_port",
               "online.ray_actor_cpus", "online.actor_restart_limit", "online.evaluator_restart_limit",
               "online.learner_restart_limit", "online.replay_checkpoint_interval_s", "online.replay_in_learner",
-              "online.sampler_workers", "online.prefetch_batches")
+              "online.sampler_workers", "online.prefetch_batches", "pretrain_processes", "online.actor_nice",
+              "online.evaluator_nice")
 
 SETTINGS_FILE = "overrides.json"
 

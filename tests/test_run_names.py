@@ -41,6 +41,7 @@ def test_a_run_of_the_config_file_as_written_keeps_the_name_it_always_had(config
     # the name, the folder, logging, threads, devices and the stop step do not change what is trained
     assert directory(config_file, "--config.seed=3", "--config.workdir=/tmp/w", "--config.wandb.mode=disabled",
                      "--config.num_threads=2", "--config.device=cpu", "--config.stop_after_steps=10",
+                     "--config.pretrain_processes=one",
                      "--config.log_interval=7") == Path("/tmp/w") / f"{name}-s3"
 
 
@@ -50,6 +51,9 @@ def test_a_finetuning_run_lengthened_on_resume_keeps_its_directory():
     assert directory("configs/finetune.py", *sweep, "--config.online.total_env_steps=123456") == \
         directory("configs/finetune.py", *sweep)
     assert directory("configs/finetune.py", "--config.online.total_env_steps=123456") == \
+        directory("configs/finetune.py")
+    # nor do the roles' CPU priorities
+    assert directory("configs/finetune.py", "--config.online.evaluator_nice=0", "--config.online.actor_nice=5") == \
         directory("configs/finetune.py")
 
 
